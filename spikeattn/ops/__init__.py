@@ -1,0 +1,1 @@
+"""Accelerated ops: one folder each, a torch reference beside every fast path."""

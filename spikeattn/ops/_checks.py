@@ -1,0 +1,26 @@
+"""Input checks shared by the ops, and the debug switch that turns on the costly ones."""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+
+import torch
+
+_DEBUG = contextvars.ContextVar("spikeattn_debug", default=False)
+
+
+@contextlib.contextmanager
+def debug(enabled: bool = True):
+    """Within this block, ops also check their inputs for NaN/inf (a device sync per call)."""
+    token = _DEBUG.set(enabled)
+    try:
+        yield
+    finally:
+        _DEBUG.reset(token)
+
+
+def check_finite(x: torch.Tensor, name: str) -> None:
+    if _DEBUG.get() and not torch.isfinite(x).all():
+        bad = (~torch.isfinite(x)).sum().item()
+        raise ValueError(f"{name} contains {bad} NaN/inf values (found by spikeattn.debug())")

@@ -1,0 +1,67 @@
+"""The one builder of the host (CPU) kernels: g++ -> shared library -> ctypes, cached on disk.
+
+Builds ``cuda/<name>`` once per (source text, headers, flags, compiler, CPU) and reuses the
+library afterwards. A plain C ABI avoids torch's C++ headers, so a cold build takes seconds.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from spikeattn._paths import kernel_dir
+
+# No -ffast-math, and no FMA contraction: the forward must round exactly like torch's
+# elementwise ops so fp32 spikes are bit-identical to the reference.
+CXXFLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-ffp-contract=off", "-fno-fast-math", "-march=native")
+
+
+def compiler() -> str | None:
+    """The C++ compiler to use (``$CXX`` or g++), or None when there is none."""
+    return shutil.which(os.environ.get("CXX", "g++"))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SPIKEATTN_CACHE", Path.home() / ".cache" / "spikeattn"))
+
+
+def _cpu_signature() -> str:
+    # -march=native: a library built on one CPU must not be loaded on another.
+    try:
+        flags = [line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")]
+        return flags[0] if flags else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
+@functools.lru_cache(maxsize=None)
+def load_host_library(source: str) -> ctypes.CDLL:
+    """Compile (if needed) and load ``cuda/<source>`` as a shared library."""
+    cxx = compiler()
+    if cxx is None:
+        raise RuntimeError("spikeattn: the fused CPU backend needs a C++ compiler (g++ or $CXX); none was found on PATH")
+    folder = kernel_dir()
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.cuh")) + [folder / source]:
+        digest.update(path.name.encode() + path.read_bytes())
+    digest.update(" ".join((cxx, *CXXFLAGS, platform.machine(), _cpu_signature())).encode())
+    target = cache_dir() / f"{Path(source).stem}-{digest.hexdigest()[:16]}.so"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # Build to a temporary name and rename: concurrent builders never see half a file.
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(fd)
+        cmd = [cxx, *CXXFLAGS, "-o", tmp, str(folder / source), "-lpthread"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            os.unlink(tmp)
+            raise RuntimeError(f"spikeattn: building {source} failed:\n$ {' '.join(cmd)}\n{result.stderr}")
+        os.replace(tmp, target)
+    return ctypes.CDLL(str(target))

@@ -1,0 +1,120 @@
+"""Multi-step LIF / IF / PLIF: the public op and its one backend table.
+
+Backends: ``torch`` (the reference loop, the oracle), ``cpu`` (fused C++), ``cupy`` (CUDA kernels).
+``auto`` picks the fastest one that can run on the input's device.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from spikeattn.functional.neuron import CHARGE_LIF, CHARGE_PLIF, LIFParameters
+from spikeattn.ops.lif import cpu, cupy
+from spikeattn.ops.lif.op import state_dtype
+from spikeattn.ops.lif.reference import naive_lif_multi_step
+from spikeattn.ops._checks import check_finite
+from spikeattn.surrogate import SURROGATE_IDS, Surrogate
+
+__all__ = ["lif_multi_step", "BACKENDS", "resolve_backend", "state_dtype"]
+
+
+def fused_lif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, p: LIFParameters):
+    """The registered op (its CPU or CUDA kernel by device); same contract as the reference."""
+    decay = p.decay if p.mode == CHARGE_PLIF else torch.tensor(float(p.decay), dtype=v0.dtype)
+    soft = p.v_reset is None
+    spikes, v_last, _ = torch.ops.spikeattn.lif_forward(
+        x_seq, v0, decay, p.mode, p.decay_input, float(p.v_th), 0.0 if soft else float(p.v_reset),
+        soft, p.detach_reset, p.surrogate.id, p.surrogate.param,
+    )
+    return spikes, v_last
+
+
+BACKENDS = {"torch": naive_lif_multi_step, "cpu": fused_lif_multi_step, "cupy": fused_lif_multi_step}
+_DEVICE = {"cpu": "cpu", "cupy": "cuda"}
+
+
+def resolve_backend(backend: str, x: torch.Tensor, surrogate: Surrogate) -> str:
+    """Turn ``backend`` into a runnable backend name for input ``x`` (the one place 'auto' is decided)."""
+    if backend not in (*BACKENDS, "auto"):
+        raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {backend!r}")
+    builtin = type(surrogate).__name__ in SURROGATE_IDS and type(surrogate).__module__ == "spikeattn.surrogate"
+    if backend == "auto":
+        if not builtin:
+            return "torch"  # a user-defined surrogate has no kernel
+        if x.device.type == "cuda" and cupy.is_available():
+            return "cupy"
+        if x.device.type == "cpu" and cpu.is_available():
+            return "cpu"
+        return "torch"
+    if backend != "torch":
+        if not builtin:
+            raise ValueError(f"backend={backend!r} supports the built-in surrogates {sorted(SURROGATE_IDS)}, got {surrogate!r}")
+        if x.device.type != _DEVICE[backend]:
+            raise ValueError(f"backend={backend!r} runs on {_DEVICE[backend]} tensors, got x_seq on {x.device}")
+        if backend == "cupy" and not cupy.is_available():
+            raise RuntimeError("backend='cupy' needs CuPy and a CUDA GPU: pip install 'spikeattn[cuda]'")
+        if backend == "cpu" and not cpu.is_available():
+            raise RuntimeError("backend='cpu' needs a C++ compiler (g++) to build its kernel; use backend='torch'")
+    return backend
+
+
+def lif_multi_step(
+    x_seq: torch.Tensor, v0: torch.Tensor | None, p: LIFParameters, backend: str = "auto"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Multi-step LIF/IF/PLIF over a time-major sequence.
+
+    .. math::
+        H_t = \mathrm{charge}(V_{t-1}, X_t),\quad S_t = \Theta(H_t - V_{th}),\quad V_t = \mathrm{reset}(H_t, S_t)
+
+    Args:
+        x_seq: input current ``[T, B, ...]``, floating point.
+        v0: membrane ``[B, ...]`` in the state dtype (fp32, or fp64 for fp64 input); None starts
+            at ``v_reset`` (0 for a soft reset).
+        p: neuron constants (``LIFParameters``).
+        backend: ``auto``, ``torch``, ``cpu`` or ``cupy``.
+
+    Returns:
+        ``(spikes [T, B, ...] in x_seq.dtype, v [B, ...] in the state dtype)``.
+    """
+    check_input(x_seq, "x_seq")
+    sd = state_dtype(x_seq.dtype)
+    if v0 is None:
+        v0 = torch.full(x_seq.shape[1:], 0.0 if p.v_reset is None else float(p.v_reset), dtype=sd, device=x_seq.device)
+    elif v0.shape != x_seq.shape[1:]:
+        raise ValueError(
+            f"membrane state has shape {tuple(v0.shape)} but the input needs {tuple(x_seq.shape[1:])}; "
+            "call reset() on the neuron (or spikeattn.reset(model)) before feeding a new shape"
+        )
+    elif v0.dtype != sd or v0.device != x_seq.device:
+        raise ValueError(f"v0 must be {sd} on {x_seq.device} for {x_seq.dtype} input, got {v0.dtype} on {v0.device}")
+    check_params(p)
+    return BACKENDS[resolve_backend(backend, x_seq, p.surrogate)](x_seq, v0, p)
+
+
+def check_input(x_seq: torch.Tensor, name: str) -> None:
+    """Time-major floating-point input with at least [T, B]; NaN checked in debug mode."""
+    if not isinstance(x_seq, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x_seq).__name__}")
+    if not x_seq.is_floating_point():
+        raise TypeError(f"{name} must be floating point (fp16, bf16, fp32, fp64), got {x_seq.dtype}")
+    if x_seq.dim() < 2:
+        raise ValueError(
+            f"{name} must be time-major [T, B, ...] with at least 2 dims, got shape {tuple(x_seq.shape)}; "
+            "for one step use step_mode='s' or add a time dimension with x.unsqueeze(0)"
+        )
+    if x_seq.shape[0] == 0:
+        raise ValueError(f"{name} has an empty time dimension (T=0), shape {tuple(x_seq.shape)}")
+    check_finite(x_seq, name)
+
+
+def check_params(p: LIFParameters) -> None:
+    if not isinstance(p.surrogate, Surrogate):
+        raise TypeError(f"surrogate must be a spikeattn.surrogate.Surrogate, got {type(p.surrogate).__name__}")
+    if p.mode == CHARGE_LIF and not (math.isfinite(p.decay) and p.decay > 1.0):
+        raise ValueError(f"tau must be a finite number > 1 (the leak divides by tau), got {p.decay!r}")
+    for name in ("v_th", "v_reset"):
+        value = getattr(p, name)
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"{name} must be finite, got {value!r}")

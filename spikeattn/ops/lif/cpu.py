@@ -1,0 +1,68 @@
+"""Fused CPU kernels for the LIF op: ``cuda/lif_host.cpp`` through ctypes.
+
+The C++ side shares its per-step maths with the CUDA kernels (``cuda/lif_core.cuh``);
+this file only allocates outputs and passes pointers.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+
+from spikeattn.ops._native import compiler, load_host_library
+from spikeattn.ops.lif.op import state_dtype
+
+_TAGS = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
+_P, _I64, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
+_SCALAR_TYPES = [_I, _I, _D, _D, _D, _I, _I, _I, _D]  # charge_mode .. alpha, as in SA_PARAMS_DECL
+
+
+def is_available() -> bool:
+    return compiler() is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _entry(kind: str, dtype: torch.dtype):
+    lib = load_host_library("lif_host.cpp")
+    fn = getattr(lib, f"sa_lif_{kind}_{_TAGS[dtype]}")
+    pointers = 5 if kind == "forward" else 8
+    fn.argtypes = [_P] * pointers + [_I64, _I64] + _SCALAR_TYPES + [_I]
+    fn.restype = None
+    return fn
+
+
+def _c_scalars(decay: torch.Tensor, mode, decay_input, v_th, v_reset, soft_reset, detach_reset, surrogate, alpha):
+    return (mode, decay_input, float(decay), v_th, v_reset, soft_reset, detach_reset, surrogate, alpha)
+
+
+def _ptr(t: torch.Tensor):
+    return t.data_ptr() if t.numel() else None
+
+
+@torch.library.impl("spikeattn::lif_forward", "cpu")
+def fused_lif_forward(x, v0, decay, *scalars):
+    x = x.contiguous()
+    sd = state_dtype(x.dtype)
+    spikes, h_seq = torch.empty_like(x), torch.empty(x.shape, dtype=sd)
+    v_last = torch.empty(v0.shape, dtype=sd)
+    T, N = x.shape[0], v0.numel()
+    _entry("forward", x.dtype)(
+        _ptr(x), _ptr(v0.contiguous()), _ptr(spikes), _ptr(h_seq), _ptr(v_last), T, N,
+        *_c_scalars(decay, *scalars), torch.get_num_threads(),
+    )
+    return spikes, v_last, h_seq
+
+
+@torch.library.impl("spikeattn::lif_backward", "cpu")
+def fused_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
+    grad_x = torch.empty_like(grad_spikes)
+    grad_v0 = torch.empty_like(h_seq[0])
+    grad_k = ctypes.c_double(0.0)
+    T, N = h_seq.shape[0], grad_v0.numel()
+    _entry("backward", grad_spikes.dtype)(
+        _ptr(grad_spikes), _ptr(grad_v), _ptr(h_seq), _ptr(x.contiguous()), _ptr(v0), _ptr(grad_x),
+        _ptr(grad_v0), ctypes.addressof(grad_k), T, N, *_c_scalars(decay, *scalars), torch.get_num_threads(),
+    )
+    return grad_x, grad_v0, torch.full_like(decay, grad_k.value)

@@ -1,0 +1,68 @@
+"""The registered multi-step LIF op (``spikeattn::lif_forward`` / ``lif_backward``).
+
+One schema, autograd rule and fake kernel for every fused path; each device registers its own
+kernel (``cpu.py`` for the CPU, ``cupy.py`` for CUDA). The forward returns the charged membrane
+``h`` [T, ...] (state dtype) next to the spikes: it is all the backward needs (spikes are
+``h >= v_th``), so nothing else per time step is saved.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from spikeattn.functional.neuron import CHARGE_PLIF
+
+# Scalar arguments shared by both ops, in this order (and in the C entry points).
+SCALARS = "int mode, bool decay_input, float v_th, float v_reset, bool soft_reset, bool detach_reset, int surrogate, float alpha"
+
+
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """State is fp32 for every input dtype but fp64 (kept for gradcheck)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+torch.library.define(
+    "spikeattn::lif_forward", f"(Tensor x, Tensor v0, Tensor decay, {SCALARS}) -> (Tensor, Tensor, Tensor)"
+)
+torch.library.define(
+    "spikeattn::lif_backward",
+    f"(Tensor grad_spikes, Tensor grad_v, Tensor h_seq, Tensor x, Tensor v0, Tensor decay, {SCALARS}) "
+    "-> (Tensor, Tensor, Tensor)",
+)
+
+
+@torch.library.register_fake("spikeattn::lif_forward")
+def _forward_fake(x, v0, decay, *scalars):
+    sd = state_dtype(x.dtype)
+    return torch.empty_like(x), v0.new_empty(v0.shape, dtype=sd), x.new_empty(x.shape, dtype=sd)
+
+
+@torch.library.register_fake("spikeattn::lif_backward")
+def _backward_fake(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
+    return torch.empty_like(grad_spikes), torch.empty_like(h_seq[0]), torch.empty_like(decay)
+
+
+def _setup_context(ctx, inputs, output):
+    x, v0, decay, *scalars = inputs
+    ctx.scalars = scalars
+    ctx.x_dtype = x.dtype
+    # Only PLIF's decay gradient needs x and v0; LIF/IF keep h alone (4 bytes per neuron-step).
+    keep = (x, v0) if scalars[0] == CHARGE_PLIF else (x.new_empty(0), v0.new_empty(0))
+    ctx.save_for_backward(output[2], decay, *keep)
+    ctx.mark_non_differentiable(output[2])
+    ctx.set_materialize_grads(False)
+
+
+def _backward(ctx, grad_spikes, grad_v, _grad_h):
+    h_seq, decay, x, v0 = ctx.saved_tensors
+    if grad_spikes is None:
+        grad_spikes = torch.zeros_like(h_seq, dtype=ctx.x_dtype)
+    if grad_v is None:
+        grad_v = torch.zeros_like(h_seq[0])
+    grad_x, grad_v0, grad_decay = torch.ops.spikeattn.lif_backward(
+        grad_spikes.contiguous(), grad_v.contiguous(), h_seq, x, v0, decay, *ctx.scalars
+    )
+    return (grad_x, grad_v0, grad_decay if ctx.scalars[0] == CHARGE_PLIF else None) + (None,) * len(ctx.scalars)
+
+
+torch.library.register_autograd("spikeattn::lif_forward", _backward, setup_context=_setup_context)
