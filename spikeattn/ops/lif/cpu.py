@@ -43,13 +43,13 @@ def _ptr(t: torch.Tensor):
 
 @torch.library.impl("spikeattn::lif_forward", "cpu")
 def fused_lif_forward(x, v0, decay, *scalars):
-    x = x.contiguous()
+    x, v0 = x.contiguous(), v0.contiguous()  # kept in locals: the C code reads their memory
     sd = state_dtype(x.dtype)
     spikes, h_seq = torch.empty_like(x), torch.empty(x.shape, dtype=sd)
     v_last = torch.empty(v0.shape, dtype=sd)
     T, N = x.shape[0], v0.numel()
     _entry("forward", x.dtype)(
-        _ptr(x), _ptr(v0.contiguous()), _ptr(spikes), _ptr(h_seq), _ptr(v_last), T, N,
+        _ptr(x), _ptr(v0), _ptr(spikes), _ptr(h_seq), _ptr(v_last), T, N,
         *_c_scalars(decay, *scalars), torch.get_num_threads(),
     )
     return spikes, v_last, h_seq
@@ -57,12 +57,13 @@ def fused_lif_forward(x, v0, decay, *scalars):
 
 @torch.library.impl("spikeattn::lif_backward", "cpu")
 def fused_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
+    x, v0 = x.contiguous(), v0.contiguous()
     grad_x = torch.empty_like(grad_spikes)
     grad_v0 = torch.empty_like(h_seq[0])
     grad_k = ctypes.c_double(0.0)
     T, N = h_seq.shape[0], grad_v0.numel()
     _entry("backward", grad_spikes.dtype)(
-        _ptr(grad_spikes), _ptr(grad_v), _ptr(h_seq), _ptr(x.contiguous()), _ptr(v0), _ptr(grad_x),
+        _ptr(grad_spikes), _ptr(grad_v), _ptr(h_seq), _ptr(x), _ptr(v0), _ptr(grad_x),
         _ptr(grad_v0), ctypes.addressof(grad_k), T, N, *_c_scalars(decay, *scalars), torch.get_num_threads(),
     )
     return grad_x, grad_v0, torch.full_like(decay, grad_k.value)

@@ -1,0 +1,42 @@
+# The README's two commands: `make demo` and `make test`. Each sets up what it needs from nothing.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.setup-done
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+PYTEST_ARGS ?=
+
+.PHONY: setup data test test-all demo bench lava-env clean
+
+setup: $(STAMP)
+
+# Re-runs only when the package metadata changes. torch is pinned first so pip takes the local
+# CPU wheel; spikingjelly 2.0 goes in with --no-deps (its metadata drags in torchvision/torchaudio
+# and a multi-GB torch), followed by what it really imports.
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps spikingjelly==2.0.0
+	$(BIN)/pip install -q --disable-pip-version-check loguru scipy
+	touch $@
+
+# Fashion-MNIST (60k/10k, idx.gz) from Debian's dataset-fashion-mnist package.
+data: $(FMNIST)
+$(FMNIST):
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
+
+test: setup data
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: setup data
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: setup data
+	$(BIN)/python examples/demo.py
+
+bench: setup
+	$(BIN)/python benchmarks/bench_lif.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,126 @@
+"""The fused CPU LIF op against the torch reference: spikes exact, gradients within tolerance."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF, CHARGE_PLIF, LIFParameters
+from spikeattn.ops.lif import BACKENDS, lif_multi_step, state_dtype
+from spikeattn.ops.lif.reference import naive_lif_multi_step
+from tests.conftest import SURROGATES, assert_close, grad_tolerance
+
+MODES = {"IF": CHARGE_IF, "LIF": CHARGE_LIF, "PLIF": CHARGE_PLIF}
+
+
+def make_params(mode, tau, v_th, v_reset, decay_input, detach_reset, surrogate, dtype):
+    sd = state_dtype(dtype)
+    decay = torch.tensor(1.0 / tau, dtype=sd, requires_grad=True) if mode == CHARGE_PLIF else tau
+    return LIFParameters(mode, decay, v_th, v_reset, decay_input, detach_reset, surrogate)
+
+
+def run(backend, x, v0, p, w):
+    """Forward + backward of a loss using both outputs; returns spikes, v, and all gradients."""
+    x = x.detach().requires_grad_(True)
+    v0 = v0.detach().requires_grad_(True)
+    leaves = [x, v0]
+    if p.mode == CHARGE_PLIF:
+        k = p.decay.detach().requires_grad_(True)
+        p = p._replace(decay=k)
+        leaves.append(k)
+    spikes, v = BACKENDS[backend](x, v0, p)
+    loss = (spikes.float() * w).sum() + (v * v).sum()
+    grads = torch.autograd.grad(loss, leaves)
+    return spikes, v, grads
+
+
+def check_against_reference(x, p, v0=None):
+    sd = state_dtype(x.dtype)
+    if v0 is None:
+        v0 = torch.randn(x.shape[1:], dtype=sd) * 0.5
+    w = torch.randn(x.shape, dtype=torch.float32)
+    s_ref, v_ref, g_ref = run("torch", x, v0, p, w)
+    s_cpu, v_cpu, g_cpu = run("cpu", x, v0, p, w)
+    assert s_cpu.dtype == x.dtype and v_cpu.dtype == sd
+    assert torch.equal(s_cpu, s_ref), "spikes differ from the reference"
+    if x.dtype in (torch.float32, torch.float64):
+        assert torch.equal(v_cpu, v_ref), "final membrane differs from the reference"
+    else:
+        assert_close(v_cpu, v_ref, rtol=1e-6, atol=1e-6, what="v")
+    rtol, atol = grad_tolerance(x.dtype)
+    assert_close(g_cpu[0], g_ref[0], rtol, atol, what="grad x")
+    srtol = 1e-10 if sd == torch.float64 else 1e-6
+    assert_close(g_cpu[1], g_ref[1], srtol, srtol / 10, what="grad v0")
+    if p.mode == CHARGE_PLIF:  # a sum over every neuron-step: summation order differs
+        assert_close(g_cpu[2], g_ref[2], 1e-5, 1e-6, what="grad k")
+    return s_ref
+
+
+@pytest.mark.parametrize("mode", MODES, ids=str)
+@pytest.mark.parametrize("v_reset", [0.0, 0.3, None], ids=["hard0", "hard0.3", "soft"])
+@pytest.mark.parametrize("decay_input", [True, False], ids=["decay_in", "no_decay_in"])
+@pytest.mark.parametrize("detach_reset", [False, True], ids=["attached", "detached"])
+@pytest.mark.parametrize("surrogate", SURROGATES, ids=lambda s: type(s).__name__)
+def test_every_setting(mode, v_reset, decay_input, detach_reset, surrogate):
+    x = torch.randn(7, 3, 37) * 1.5 + 0.6
+    p = make_params(MODES[mode], 2.7, 0.9, v_reset, decay_input, detach_reset, surrogate, x.dtype)
+    spikes = check_against_reference(x, p)
+    rate = spikes.mean().item()
+    assert 0.02 < rate < 0.98, f"the case must exercise firing and silence, rate {rate}"
+
+
+@st.composite
+def cases(draw):
+    T = draw(st.integers(1, 6))
+    dims = draw(st.lists(st.integers(1, 9), min_size=1, max_size=3))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]))
+    mode = draw(st.sampled_from(list(MODES.values())))
+    tau = draw(st.floats(1.05, 10.0))
+    v_th = draw(st.floats(0.1, 2.0))
+    v_reset = draw(st.sampled_from([0.0, -0.2, 0.3, None]))
+    p = make_params(mode, tau, v_th, v_reset, draw(st.booleans()), draw(st.booleans()),
+                    draw(st.sampled_from(SURROGATES)), dtype)
+    transpose = draw(st.booleans()) and len(dims) >= 2 and min(dims[-2:]) > 1
+    seed = draw(st.integers(0, 2**31 - 1))
+    return T, dims, dtype, p, transpose, seed
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=cases())
+def test_random_shapes_dtypes_settings(case):
+    T, dims, dtype, p, transpose, seed = case
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(T, *dims, generator=g) * 1.5 + 0.5).to(dtype)
+    if transpose:  # a non-contiguous view of the same logical shape
+        x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+        assert not x.is_contiguous()
+    check_against_reference(x, p)
+
+
+def test_hand_computed_values():
+    # tau=2, v_th=1, hard reset to 0, decay_input: h = v + (x - v)/2
+    x = torch.tensor([[1.5], [1.5], [0.0], [4.0]])
+    p = LIFParameters(CHARGE_LIF, 2.0, 1.0, 0.0, True, False, SURROGATES[0])
+    for backend in ("torch", "cpu"):
+        s, v = lif_multi_step(x, None, p, backend)
+        # h: 0.75 -> (0.75 + (1.5-0.75)/2)=1.125 fire, v=0 -> 0 -> 2.0 fire, v=0
+        assert s.flatten().tolist() == [0.0, 1.0, 0.0, 1.0]
+        assert v.item() == 0.0
+
+
+def test_saved_bytes_per_neuron_step():
+    """The fused op keeps one fp32 value (h) per neuron-step for backward, nothing else per step."""
+    T, B, N = 8, 4, 1024
+    x = torch.randn(T, B, N, requires_grad=True)
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    p = LIFParameters(CHARGE_LIF, 2.0, 1.0, 0.0, True, False, SURROGATES[0])
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        lif_multi_step(x, None, p, "cpu")
+    assert sum(storages.values()) <= 4 * T * B * N + 64  # h, plus the 0-dim decay scalar
