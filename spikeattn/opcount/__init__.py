@@ -1,0 +1,15 @@
+"""Operation and energy counting: dense MACs, synaptic ops, spike x spike matmuls, neuron updates, bytes.
+
+``count(model, x)`` runs the model once under a dispatch mode and returns an ``OpReport``;
+``RULES`` is the table {aten op: rule} (extend it per call with ``extra_rules``); energy profiles
+are TOML files in ``hardware/profiles`` (``list_profiles()``, ``load_profile(name_or_path)``).
+"""
+
+from spikeattn.opcount.ann import AnnComparison, ann_twin
+from spikeattn.opcount.counter import NEURON_TYPES, count
+from spikeattn.opcount.profiles import Profile, list_profiles, load_profile
+from spikeattn.opcount.report import OpReport
+from spikeattn.opcount.rules import RULES, OpCount, OperandContext
+
+__all__ = ["count", "OpReport", "AnnComparison", "ann_twin", "RULES", "OpCount", "OperandContext",
+           "NEURON_TYPES", "Profile", "list_profiles", "load_profile"]

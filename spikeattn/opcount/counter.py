@@ -1,0 +1,153 @@
+"""The counter: one forward under a ``TorchDispatchMode``, ops attributed to the module running them.
+
+Every aten op reaches ``__torch_dispatch__`` after decomposition, so ``@``, ``einsum``, ``F.linear``,
+``conv*d`` and functional code are all seen, not only ``nn.Linear``/``nn.Conv`` modules. Module
+forward pre/post hooks keep a stack of module paths; an op is charged to the innermost one. Neuron
+modules (``NEURON_TYPES``) are counted by a forward hook: one update per neuron per time step.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from spikeattn.neuron import IF, LIF, PLIF, reset
+from spikeattn.ops.lif import state_dtype
+from spikeattn.opcount.report import OpReport
+from spikeattn.opcount.rules import OP_FIELDS, RULES, OperandContext
+
+# Module types counted as spiking neurons; extend with ``count(..., neuron_types=(...))``.
+NEURON_TYPES: tuple[type[nn.Module], ...] = (LIF, IF, PLIF)
+
+ROOT = "(root)"
+
+
+class _Recorder:
+    """Accumulates op and neuron counts per module path."""
+
+    def __init__(self):
+        self.ops: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(OP_FIELDS, 0))
+        self.by_op: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(OP_FIELDS, 0))
+        self.neurons: dict[str, dict] = {}
+
+    def add_op(self, path: str, op_name: str, counts: dict[str, int]) -> None:
+        for table in (self.ops[path], self.by_op[op_name]):
+            for key, value in counts.items():
+                table[key] += value
+
+    def add_neuron(self, path: str, kind: str, updates: int, spikes: int, state_bytes: int) -> None:
+        rec = self.neurons.setdefault(path, {"type": kind, "updates": 0, "spikes": 0, "bytes": 0})
+        rec["updates"] += updates
+        rec["spikes"] += spikes
+        rec["bytes"] += 2 * state_bytes * updates  # membrane read + written per update
+
+
+class _CountingMode(TorchDispatchMode):
+    def __init__(self, rules, ctx: OperandContext, stack: list[str], rec: _Recorder):
+        super().__init__()
+        self.rules, self.ctx, self.stack, self.rec = rules, ctx, stack, rec
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        rule = self.rules.get(func)
+        if rule is not None:
+            # The mode is switched off inside __torch_dispatch__, so the rule's own ops are not counted.
+            counts = rule(args, kwargs, out, self.ctx)
+            if counts is not None:
+                self.rec.add_op(self.stack[-1], str(func.overloadpacket.__name__), counts.as_dict())
+        return out
+
+
+def _install_hooks(model: nn.Module, stack: list[str], rec: _Recorder, neuron_types) -> list:
+    names = {}
+    for name, module in model.named_modules():
+        names.setdefault(module, name or ROOT)  # a shared module keeps its first name
+    handles = []
+
+    def pre(module, _args):
+        stack.append(names[module])
+
+    def post(module, _args, _out):
+        stack.pop()
+
+    def neuron_post(module, args, out):
+        x = args[0]
+        spikes = out[0] if isinstance(out, tuple) else out
+        # x is [T, B, ...] ('m') or [B, ...] ('s'): either way one update per element.
+        state_bytes = torch.empty((), dtype=state_dtype(x.dtype)).element_size()
+        rec.add_neuron(names[module], type(module).__name__, x.numel(),
+                       int(round(float(spikes.sum(dtype=torch.float64)))), state_bytes)
+
+    for module in names:
+        handles.append(module.register_forward_pre_hook(pre))
+        if isinstance(module, neuron_types):
+            handles.append(module.register_forward_hook(neuron_post))
+        handles.append(module.register_forward_hook(post, always_call=True))
+    return handles
+
+
+def _weight_storages(model: nn.Module) -> set[int]:
+    tensors = list(model.parameters()) + list(model.buffers())
+    return {t.untyped_storage().data_ptr() for t in tensors if t.numel() > 0}
+
+
+def _call(model, example_input, forward_kwargs):
+    if isinstance(example_input, (tuple, list)):
+        return model(*example_input, **forward_kwargs)
+    return model(example_input, **forward_kwargs)
+
+
+def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_rules=None, neuron_types=None,
+              event_driven: bool = True) -> OpReport:
+    """``count`` with the ANN switch (``event_driven=False``: every operand real-valued)."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    rules = {**RULES, **(extra_rules or {})}
+    neuron_types = tuple(neuron_types) if neuron_types is not None else NEURON_TYPES
+    rec, stack = _Recorder(), [ROOT]
+    ctx = OperandContext(_weight_storages(model), event_driven)
+    # Counting must not change the model: BN running stats (train mode) are restored afterwards.
+    saved = {name: buf.detach().clone() for name, buf in model.named_buffers()}
+    reset(model)
+    handles = _install_hooks(model, stack, rec, neuron_types)
+    try:
+        with torch.no_grad(), _CountingMode(rules, ctx, stack, rec):
+            _call(model, example_input, forward_kwargs)
+    finally:
+        for h in handles:
+            h.remove()
+        reset(model)
+        with torch.no_grad():
+            for name, buf in model.named_buffers():
+                if name in saved:
+                    buf.copy_(saved[name])
+    types = {name or ROOT: type(m).__name__ for name, m in model.named_modules()}
+    return OpReport(dict(rec.ops), dict(rec.by_op), rec.neurons, types, event_driven=event_driven,
+                    source=(model, example_input, forward_kwargs, extra_rules, neuron_types))
+
+
+def count(model: nn.Module, example_input, *, extra_rules=None, neuron_types=None, **forward_kwargs) -> OpReport:
+    """Run ``model`` once on ``example_input`` and count its operations, neuron updates and bytes.
+
+    Args:
+        model: any ``nn.Module``; its state is reset (``spikeattn.reset``) before and after, its
+            buffers are restored, and hooks are removed even if the forward raises (then re-raised).
+        example_input: a tensor (``model(x)``) or a tuple/list of positional arguments,
+            e.g. spikes ``[T, B, ...]``.
+        extra_rules: ``{aten op: rule}`` added to (or overriding) ``spikeattn.opcount.RULES``.
+        neuron_types: module types counted as neurons (default ``NEURON_TYPES``: LIF, IF, PLIF).
+        **forward_kwargs: passed to ``model.forward``.
+
+    Returns:
+        ``OpReport``: per-module counts (``by_module``), ``total(key)``, ``firing_rates``, energy.
+
+    Example:
+        >>> report = count(nn.Sequential(nn.Linear(8, 4), LIF()), torch.rand(4, 2, 8))
+        >>> report.total("mac")
+        256
+    """
+    return run_count(model, example_input, forward_kwargs, extra_rules=extra_rules, neuron_types=neuron_types)
