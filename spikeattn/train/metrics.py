@@ -1,0 +1,63 @@
+"""Metrics on disk: JSON lines while training, a summary JSON and a PNG of the curves at the end."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+__all__ = ["MetricsLog", "write_json", "plot_curves"]
+
+
+class MetricsLog:
+    """Append-only ``metrics.jsonl``; ``history`` keeps every record (it also goes into checkpoints)."""
+
+    def __init__(self, path: str | os.PathLike, enabled: bool, history: list[dict] | None = None):
+        self.path, self.enabled = Path(path), enabled
+        self.history = list(history or [])
+        if enabled:
+            # Rewrite from the history so that lines logged after the checkpoint of a killed run
+            # (and never reached by the resumed one) do not appear twice.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "w") as f:
+                f.writelines(json.dumps(r) + "\n" for r in self.history)
+
+    def log(self, record: dict) -> None:
+        self.history.append(record)
+        if self.enabled:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def write_json(obj: dict, path: str | os.PathLike) -> None:
+    """Write JSON atomically (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
+    """Loss (left) and accuracy (right) against the step, train and eval, as a PNG."""
+    import matplotlib  # lazy: a dev extra, and only rank 0 at the end of a run needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    for kind, style in (("train", "-"), ("eval", "o-")):
+        rows = [r for r in history if r.get("kind") == kind]
+        steps = [r["step"] for r in rows]
+        ax_loss.plot(steps, [r["loss"] for r in rows], style, label=kind)
+        if rows and "acc" in rows[0]:
+            ax_acc.plot(steps, [r["acc"] for r in rows], style, label=kind)
+    ax_loss.set(xlabel="step", ylabel="loss", title="loss")
+    ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
