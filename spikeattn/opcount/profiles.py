@@ -1,4 +1,4 @@
-"""Energy profiles (``hardware/profiles/*.toml``) and the energy of a count.
+r"""Energy profiles (``hardware/profiles/*.toml``) and the energy of a count.
 
 A profile is a TOML file with ``name``, ``source`` and ``[compute] mac_pj, ac_pj`` (picojoules per
 op); optional tables price neurons (``[neuron] update_pj`` or ``active_pj`` + ``inactive_pj``), spike
@@ -114,12 +114,11 @@ def load_profile(profile: str | Path | Profile) -> Profile:
     )
 
 
-def module_energy(ops: dict[str, int], neuron: dict | None, p: Profile) -> dict[str, float]:
-    """Energy in joules of one module's counts (``ops`` from the rules, ``neuron`` from the hooks)."""
-    mac_j = p.mac_pj * ops.get("real_mac", 0) * PJ
-    ac_j = p.ac_pj * ops.get("sop", 0) * PJ
-    updates = neuron["updates"] if neuron else 0
-    spikes = neuron["spikes"] if neuron else 0
+def module_energy(row: dict[str, int], p: Profile) -> dict[str, float]:
+    """Energy in joules of one ``OpReport.by_module`` row (op counts, ``neuron``, ``spikes``, ``bytes``)."""
+    mac_j = p.mac_pj * row.get("real_mac", 0) * PJ
+    ac_j = p.ac_pj * row.get("sop", 0) * PJ
+    updates, spikes = row.get("neuron", 0), row.get("spikes", 0)
     if p.neuron_update_pj is not None:
         neuron_j = p.neuron_update_pj * updates * PJ
     elif p.neuron_active_pj is not None:
@@ -127,8 +126,7 @@ def module_energy(ops: dict[str, int], neuron: dict | None, p: Profile) -> dict[
     else:
         neuron_j = 0.0
     spike_j = (p.spike_move_pj or 0.0) * spikes * PJ
-    nbytes = ops.get("bytes", 0) + (neuron["bytes"] if neuron else 0)
-    memory_j = (p.memory_pj_per_byte or 0.0) * nbytes * PJ
+    memory_j = (p.memory_pj_per_byte or 0.0) * row.get("bytes", 0) * PJ
     compute_j = mac_j + ac_j + neuron_j + spike_j
     return {"mac_j": mac_j, "ac_j": ac_j, "neuron_j": neuron_j, "spike_j": spike_j, "compute_j": compute_j,
             "memory_j": memory_j, "total_j": compute_j + memory_j}

@@ -80,7 +80,7 @@ class OpReport:
         ``mac_j, ac_j, neuron_j, spike_j, compute_j, memory_j, total_j``.
         """
         p = load_profile(profile)
-        by_module = {path: module_energy(row, self.neurons.get(path), p) for path, row in self.by_module.items()}
+        by_module = {path: module_energy(row, p) for path, row in self.by_module.items()}
         keys = ("mac_j", "ac_j", "neuron_j", "spike_j", "compute_j", "memory_j", "total_j")
         total = {k: sum(e[k] for e in by_module.values()) for k in keys}
         return {"profile": p.name, "source": p.source, "memory_priced": p.memory_pj_per_byte is not None,
