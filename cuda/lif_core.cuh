@@ -46,32 +46,34 @@ SA_HD acc_t lif_reset(const LifParams<acc_t>& p, acc_t h, bool spike) {
   return spike ? p.v_reset : h;
 }
 
-// d h / d x and d h / d v_prev.
+// d h / d x and d h / d v_prev. Written as selects, not early returns: on the CPU the compiler
+// then turns the loop-invariant choices into blends and vectorises the loop over neurons.
 template <typename acc_t>
 SA_HD acc_t lif_dh_dx(const LifParams<acc_t>& p, acc_t g) {
-  if (p.charge_mode == CHARGE_IF || !p.decay_input) return g;
-  return p.charge_mode == CHARGE_LIF ? g / p.decay : g * p.decay;
+  const acc_t leaked = p.charge_mode == CHARGE_LIF ? g / p.decay : g * p.decay;
+  return p.charge_mode == CHARGE_IF || !p.decay_input ? g : leaked;
 }
 
 template <typename acc_t>
 SA_HD acc_t lif_dh_dv(const LifParams<acc_t>& p, acc_t g) {
-  if (p.charge_mode == CHARGE_IF) return g;
-  return p.charge_mode == CHARGE_LIF ? g - g / p.decay : g * (acc_t(1) - p.decay);
+  const acc_t leaked = p.charge_mode == CHARGE_LIF ? g - g / p.decay : g * (acc_t(1) - p.decay);
+  return p.charge_mode == CHARGE_IF ? g : leaked;
 }
 
-// Backward through fire and reset at one step: returns dL/dh given dL/dspike and dL/dv_next.
+// Backward through fire and reset at one step: returns dL/dh given dL/dspike and dL/dv_next,
+// with sg the surrogate derivative at h - v_th.
+template <typename acc_t>
+SA_HD acc_t lif_grad_h_sg(const LifParams<acc_t>& p, acc_t h, acc_t sg, acc_t g_spike, acc_t g_v) {
+  const acc_t keep = lif_fire(p, h) ? acc_t(0) : acc_t(1);
+  const acc_t hard = p.detach_reset ? keep : keep + (p.v_reset - h) * sg;
+  const acc_t soft = p.detach_reset ? acc_t(1) : acc_t(1) - p.v_th * sg;
+  return g_spike * sg + g_v * (p.soft_reset ? soft : hard);
+}
+
 template <typename acc_t>
 SA_HD acc_t lif_grad_h(const LifParams<acc_t>& p, acc_t h, acc_t g_spike, acc_t g_v) {
   const acc_t sg = surrogate_grad<acc_t>(p.surrogate, p.alpha, h - p.v_th);
-  const bool spike = lif_fire(p, h);
-  acc_t dv_dh;
-  if (p.soft_reset) {
-    dv_dh = p.detach_reset ? acc_t(1) : acc_t(1) - p.v_th * sg;
-  } else {
-    dv_dh = spike ? acc_t(0) : acc_t(1);
-    if (!p.detach_reset) dv_dh += (p.v_reset - h) * sg;
-  }
-  return g_spike * sg + g_v * dv_dh;
+  return lif_grad_h_sg(p, h, sg, g_spike, g_v);
 }
 
 // PLIF only: d h / d k at one step, times dL/dh. v_prev is the membrane after the previous reset.

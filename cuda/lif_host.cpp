@@ -55,9 +55,13 @@ void parallel_neurons(int64_t n, int nthreads, F body) {
 }
 
 template <typename in_t, typename acc_t>
-void forward(const in_t* x, const acc_t* v0, in_t* spikes, acc_t* h_seq, acc_t* v_last,
-             int64_t T, int64_t N, const LifParams<acc_t>& p, int nthreads) {
-  parallel_neurons(N, nthreads, [&](int, int64_t lo, int64_t hi) {
+void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __restrict__ spikes,
+             acc_t* __restrict__ h_seq, acc_t* __restrict__ v_last, int64_t T, int64_t N,
+             const LifParams<acc_t> p, int nthreads) {
+  parallel_neurons(N, nthreads, [=](int, int64_t lo, int64_t hi) {
+    // A local copy of the parameters: provably unaliased by the output stores, so the compiler
+    // hoists the mode branches out of the inner loop and vectorises it.
+    const LifParams<acc_t> q = p;
     acc_t v[BLOCK];
     for (int64_t b = lo; b < hi; b += BLOCK) {
       const int64_t nb = std::min(BLOCK, hi - b);
@@ -65,11 +69,11 @@ void forward(const in_t* x, const acc_t* v0, in_t* spikes, acc_t* h_seq, acc_t* 
       for (int64_t t = 0; t < T; ++t) {
         const int64_t o = t * N + b;
         for (int64_t i = 0; i < nb; ++i) {
-          const acc_t h = lif_charge(p, v[i], acc_t(to_acc(x[o + i])));
-          const bool s = lif_fire(p, h);
+          const acc_t h = lif_charge(q, v[i], acc_t(to_acc(x[o + i])));
+          const bool s = lif_fire(q, h);
           h_seq[o + i] = h;
           spikes[o + i] = from_acc<in_t>(s ? acc_t(1) : acc_t(0));
-          v[i] = lif_reset(p, h, s);
+          v[i] = lif_reset(q, h, s);
         }
       }
       for (int64_t i = 0; i < nb; ++i) v_last[b + i] = v[i];
@@ -77,41 +81,78 @@ void forward(const in_t* x, const acc_t* v0, in_t* spikes, acc_t* h_seq, acc_t* 
   });
 }
 
-template <typename in_t, typename acc_t>
+// One block of neurons, all steps in reverse. SG and PLIF are template arguments so the inner
+// loop has no branch on them and vectorises.
+template <int SG, bool PLIF, typename in_t, typename acc_t>
+double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict__ g_v_last,
+                      const acc_t* __restrict__ h_seq, const in_t* __restrict__ x,
+                      const acc_t* __restrict__ v0, in_t* __restrict__ g_x,
+                      acc_t* __restrict__ g_v0, int64_t T, int64_t N, int64_t b, int64_t nb,
+                      const LifParams<acc_t> q) {
+  acc_t gv[BLOCK];
+  double gk = 0.0;  // a sum over every neuron-step: fp32 would drift
+  for (int64_t i = 0; i < nb; ++i) gv[i] = g_v_last ? g_v_last[b + i] : acc_t(0);
+  for (int64_t t = T - 1; t >= 0; --t) {
+    const int64_t o = t * N + b;
+    for (int64_t i = 0; i < nb; ++i) {
+      const acc_t h = h_seq[o + i];
+      const acc_t sg = surrogate_grad_t<SG>(q.alpha, h - q.v_th);
+      const acc_t gh = lif_grad_h_sg(q, h, sg, acc_t(to_acc(g_spikes[o + i])), gv[i]);
+      g_x[o + i] = from_acc<in_t>(lif_dh_dx(q, gh));
+      gv[i] = lif_dh_dv(q, gh);
+      if constexpr (PLIF) {
+        const acc_t hp = t > 0 ? h_seq[o - N + i] : acc_t(0);
+        const acc_t v_prev = t > 0 ? lif_reset(q, hp, lif_fire(q, hp)) : v0[b + i];
+        gk += double(lif_grad_k(q, gh, acc_t(to_acc(x[o + i])), v_prev));
+      }
+    }
+  }
+  for (int64_t i = 0; i < nb; ++i) g_v0[b + i] = gv[i];
+  return gk;
+}
+
+template <int SG, bool PLIF, typename in_t, typename acc_t>
 void backward(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, const in_t* x,
               const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N,
-              const LifParams<acc_t>& p, int nthreads) {
+              const LifParams<acc_t> p, int nthreads) {
   std::vector<double> partial(std::max(1, nthreads), 0.0);
-  const bool plif = p.charge_mode == CHARGE_PLIF;
-  parallel_neurons(N, nthreads, [&](int tid, int64_t lo, int64_t hi) {
-    acc_t gv[BLOCK];
+  double* partial_sums = partial.data();
+  parallel_neurons(N, nthreads, [=](int tid, int64_t lo, int64_t hi) {
+    const LifParams<acc_t> q = p;  // unaliased local copy, as in forward
     double gk = 0.0;
-    for (int64_t b = lo; b < hi; b += BLOCK) {
-      const int64_t nb = std::min(BLOCK, hi - b);
-      for (int64_t i = 0; i < nb; ++i) gv[i] = g_v_last ? g_v_last[b + i] : acc_t(0);
-      for (int64_t t = T - 1; t >= 0; --t) {
-        const int64_t o = t * N + b;
-        for (int64_t i = 0; i < nb; ++i) {
-          const acc_t h = h_seq[o + i];
-          const acc_t gh = lif_grad_h(p, h, acc_t(to_acc(g_spikes[o + i])), gv[i]);
-          g_x[o + i] = from_acc<in_t>(lif_dh_dx(p, gh));
-          gv[i] = lif_dh_dv(p, gh);
-          if (plif) {
-            const acc_t hp = t > 0 ? h_seq[o - N + i] : acc_t(0);
-            const acc_t v_prev = t > 0 ? lif_reset(p, hp, lif_fire(p, hp)) : v0[b + i];
-            gk += double(lif_grad_k(p, gh, acc_t(to_acc(x[o + i])), v_prev));
-          }
-        }
-      }
-      for (int64_t i = 0; i < nb; ++i) g_v0[b + i] = gv[i];
-    }
-    partial[tid] = gk;
+    for (int64_t b = lo; b < hi; b += BLOCK)
+      gk += backward_block<SG, PLIF>(g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, T, N, b,
+                                     std::min(BLOCK, hi - b), q);
+    partial_sums[tid] = gk;
   });
   if (g_k) {
     double total = 0.0;
     for (double v : partial) total += v;
     *g_k = total;
   }
+}
+
+template <bool PLIF, typename in_t, typename acc_t>
+void backward_sg(int sg, const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq,
+                 const in_t* x, const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T,
+                 int64_t N, const LifParams<acc_t>& p, int nthreads) {
+#define SA_CASE(K) \
+  case K: return backward<K, PLIF>(g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, p, nthreads);
+  switch (sg) {
+    SA_CASE(SG_ATAN) SA_CASE(SG_SIGMOID) SA_CASE(SG_FAST_SIGMOID) SA_CASE(SG_TRIANGLE)
+    default: SA_CASE(SG_RECTANGLE)
+  }
+#undef SA_CASE
+}
+
+template <typename in_t, typename acc_t>
+void backward_any(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, const in_t* x,
+                  const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N,
+                  const LifParams<acc_t>& p, int nthreads) {
+  if (p.charge_mode == CHARGE_PLIF)
+    backward_sg<true>(p.surrogate, g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, p, nthreads);
+  else
+    backward_sg<false>(p.surrogate, g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, p, nthreads);
 }
 
 template <typename acc_t>
@@ -144,7 +185,7 @@ LifParams<acc_t> make_params(int charge_mode, int decay_input, double decay, dou
       const void* g_spikes, const ACC_T* g_v_last, const ACC_T* h_seq, const void* x,      \
       const ACC_T* v0, void* g_x, ACC_T* g_v0, double* g_k, int64_t T, int64_t N,          \
       SA_PARAMS_DECL, int nthreads) {                                                      \
-    backward<IN_T, ACC_T>(static_cast<const IN_T*>(g_spikes), g_v_last, h_seq,            \
+    backward_any<IN_T, ACC_T>(static_cast<const IN_T*>(g_spikes), g_v_last, h_seq,            \
                           static_cast<const IN_T*>(x), v0, static_cast<IN_T*>(g_x), g_v0, \
                           g_k, T, N, make_params<ACC_T>(SA_PARAMS_ARGS), nthreads);       \
   }
