@@ -38,5 +38,11 @@ demo: setup data
 bench: setup
 	$(BIN)/python benchmarks/bench_lif.py
 
+# Lava needs Python 3.10 and numpy<2: its own environment, never the main one.
+lava-env: .venv-lava/.setup-done
+.venv-lava/.setup-done: hardware/lava/requirements.txt
+	bash hardware/lava/make_env.sh .venv-lava
+	touch $@
+
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
