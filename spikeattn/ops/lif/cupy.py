@@ -1,15 +1,160 @@
-"""CUDA kernels for the LIF op through CuPy (``cuda/lif.cu``)."""
+"""CUDA kernels for the LIF op through CuPy (``cuda/lif.cu``).
+
+Registers ``spikeattn::lif_forward`` / ``lif_backward`` for CUDA tensors, mirroring ``cpu.py``:
+same outputs, dtypes and shapes. Outputs are allocated by torch; the kernels get raw pointers and
+run on torch's current stream, so nothing is copied and the op composes with autograd and
+torch.compile like any other. Importing this module does not import CuPy (only calling a kernel does).
+"""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
+from spikeattn.functional.neuron import CHARGE_PLIF
+from spikeattn.ops import _cuda
+from spikeattn.ops.lif.op import state_dtype
 
-@torch.compiler.assume_constant_result  # a fact of the machine: torch.compile bakes it in
+BLOCK = 256  # threads per block; the kernels declare __launch_bounds__(256)
+_IN_T = {torch.float32: "float", torch.float64: "double", torch.float16: "sa_half", torch.bfloat16: "sa_bf16"}
+_VECS = {torch.float32: (1, 4), torch.float16: (1, 4), torch.bfloat16: (1, 4), torch.float64: (1,)}
+
+
+def kernel_name(kind: str, dtype: torch.dtype, vec: int) -> str:
+    """Name expression of one template instantiation, e.g. ``lif_forward_kernel<float, float, 4>``."""
+    acc = "double" if dtype == torch.float64 else "float"
+    return f"lif_{kind}_kernel<{_IN_T[dtype]}, {acc}, {vec}>"
+
+
+# Every instantiation the launcher may pick; compiled together into one module.
+NAME_EXPRESSIONS = tuple(
+    kernel_name(kind, dtype, vec) for kind in ("forward", "backward") for dtype in _IN_T for vec in _VECS[dtype]
+)
+
+
 def is_available() -> bool:
     """True when CuPy imports and sees a GPU."""
     try:
         import cupy  # noqa: F401  (optional dependency, imported only when asked for)
     except ImportError:
         return False
-    return cupy.cuda.runtime.getDeviceCount() > 0
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except cupy.cuda.runtime.CUDARuntimeError:  # CuPy installed, but no driver or no device
+        return False
+
+
+def _launch(name: str, grid: int, block: int, args: tuple, device: torch.device) -> None:
+    """Run kernel ``name`` of lif.cu on torch's current stream of ``device``."""
+    import cupy
+
+    kernel = _cuda.get_function("lif.cu", name, NAME_EXPRESSIONS, device.index)
+    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
+    with cupy.cuda.Device(device.index), stream:
+        kernel((grid,), (block,), args)
+
+
+def _alloc(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    # One place for output allocation, so tests can poison it with NaN.
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _ptr(t: torch.Tensor | None) -> np.uint64:
+    return np.uint64(0 if t is None or t.numel() == 0 else t.data_ptr())
+
+
+def _vector_width(n: int, dtype: torch.dtype, tensors) -> int:
+    """4 neurons per thread when every row of every tensor starts 4-element aligned, else 1."""
+    vec = max(_VECS[dtype])
+    if n % vec or any(t.data_ptr() % (vec * t.element_size()) for t in tensors if t.numel()):
+        return 1
+    return vec
+
+
+def _grid(threads: int) -> int:
+    blocks = (threads + BLOCK - 1) // BLOCK
+    if blocks > 2**31 - 1:
+        raise ValueError(f"too many neurons for one launch: {threads} threads")
+    return blocks
+
+
+def _decay_arg(decay: torch.Tensor, device: torch.device, sd: torch.dtype):
+    """(tensor to keep alive, pointer, value): a tensor on the kernel's device is read by the kernel
+    (PLIF's learnable k: no host sync); a CPU scalar (LIF's tau) is passed by value."""
+    if decay.numel() != 1:
+        raise ValueError(f"decay must hold one value, got shape {tuple(decay.shape)}")
+    if decay.device == device:
+        d = decay.detach().to(sd).contiguous()
+        return d, _ptr(d), 0.0
+    return None, np.uint64(0), float(decay)
+
+
+def _scalar_args(decay_ptr, decay_value, sd, T, N, mode, decay_input, v_th, v_reset, soft_reset, detach_reset,
+                 surrogate, alpha) -> tuple:
+    """The kernels' trailing arguments (SA_LIF_SCALARS in lif.cu), typed as the C signature."""
+    f = np.float64 if sd == torch.float64 else np.float32
+    i32 = np.int32
+    return (decay_ptr, f(decay_value), np.int64(T), np.int64(N), i32(mode), i32(decay_input), f(v_th), f(v_reset),
+            i32(soft_reset), i32(detach_reset), i32(surrogate), f(alpha))
+
+
+def _expect(t: torch.Tensor, name: str, dtype: torch.dtype, shape) -> None:
+    if t.dtype != dtype or tuple(t.shape) != tuple(shape):
+        raise TypeError(f"{name} must be {dtype} of shape {tuple(shape)}, got {t.dtype} of shape {tuple(t.shape)}")
+
+
+def cuda_lif_forward(x, v0, decay, *scalars):
+    """Returns ``(spikes [T, ...] x.dtype, v_last [...] state dtype, h_seq [T, ...] state dtype)``."""
+    x, v0 = x.contiguous(), v0.contiguous()
+    sd = state_dtype(x.dtype)
+    _expect(v0, "v0", sd, x.shape[1:])
+    T, N, dev = x.shape[0], v0.numel(), x.device
+    spikes, h_seq, v_last = _alloc(x.shape, x.dtype, dev), _alloc(x.shape, sd, dev), _alloc(v0.shape, sd, dev)
+    if T == 0:
+        v_last.copy_(v0)
+    elif N:
+        keep, decay_ptr, decay_value = _decay_arg(decay, dev, sd)
+        vec = _vector_width(N, x.dtype, (x, v0, spikes, h_seq, v_last))
+        args = (_ptr(x), _ptr(v0), _ptr(spikes), _ptr(h_seq), _ptr(v_last),
+                *_scalar_args(decay_ptr, decay_value, sd, T, N, *scalars))
+        _launch(kernel_name("forward", x.dtype, vec), _grid(-(-N // vec)), BLOCK, args, dev)
+        del keep  # the launch is queued on the current stream; the allocator orders the free after it
+    return spikes, v_last, h_seq
+
+
+def cuda_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
+    """Returns ``(grad_x [T, ...] grad_spikes.dtype, grad_v0 [...] state dtype, grad_decay like decay)``."""
+    plif = scalars[0] == CHARGE_PLIF
+    grad_spikes, grad_v, h_seq = grad_spikes.contiguous(), grad_v.contiguous(), h_seq.contiguous()
+    sd = state_dtype(grad_spikes.dtype)
+    _expect(h_seq, "h_seq", sd, grad_spikes.shape)
+    _expect(grad_v, "grad_v", sd, h_seq.shape[1:])
+    T, N, dev = h_seq.shape[0], h_seq[0].numel(), h_seq.device
+    grad_x, grad_v0 = _alloc(grad_spikes.shape, grad_spikes.dtype, dev), _alloc(h_seq.shape[1:], sd, dev)
+    if not plif:  # x and v0 are saved (and read) only for PLIF's decay gradient
+        x = v0 = None
+    else:
+        x, v0 = x.contiguous(), v0.contiguous()
+        _expect(x, "x", grad_spikes.dtype, grad_spikes.shape)
+        _expect(v0, "v0", sd, h_seq.shape[1:])
+    partial = None
+    if T == 0:
+        grad_v0.copy_(grad_v)
+    elif N:
+        keep, decay_ptr, decay_value = _decay_arg(decay, dev, sd)
+        vec = _vector_width(N, grad_spikes.dtype, (grad_spikes, grad_v, h_seq, grad_x, grad_v0, *((x, v0) if plif else ())))
+        threads = -(-N // vec)
+        partial = _alloc((threads,), torch.float64, dev) if plif else None
+        args = (_ptr(grad_spikes), _ptr(grad_v), _ptr(h_seq), _ptr(x), _ptr(v0), _ptr(grad_x), _ptr(grad_v0),
+                _ptr(partial), *_scalar_args(decay_ptr, decay_value, sd, T, N, *scalars))
+        _launch(kernel_name("backward", grad_spikes.dtype, vec), _grid(threads), BLOCK, args, dev)
+        del keep
+    if partial is None:
+        return grad_x, grad_v0, torch.zeros_like(decay)
+    grad_k = partial.sum(dtype=torch.float64)  # a tree sum: stays accurate for 2^24 neurons
+    return grad_x, grad_v0, grad_k.to(device=decay.device, dtype=decay.dtype).reshape(decay.shape)
+
+
+# Registered without the decorator form, which returns None: tests call the functions directly.
+torch.library.impl("spikeattn::lif_forward", "cuda", cuda_lif_forward)
+torch.library.impl("spikeattn::lif_backward", "cuda", cuda_lif_backward)
