@@ -54,6 +54,19 @@ class OpCount:
 OP_FIELDS = tuple(f.name for f in fields(OpCount))
 
 
+@dataclass(frozen=True)
+class Operand:
+    """An operand's class (real, binary or integer) and, for events, its nonzeros and sum of |values|."""
+
+    kind: str
+    nnz: int = 0
+    abs_sum: int = 0
+
+
+_REAL = Operand(REAL)
+_SAMPLE = 4096  # elements checked first: a real-valued tensor almost always fails on them
+
+
 class OperandContext:
     """Classifies operands: weight (a parameter/buffer storage), binary, integer or real.
 
@@ -65,19 +78,30 @@ class OperandContext:
         self.event_driven = event_driven
 
     def kind(self, x: torch.Tensor) -> str:
-        if not self.event_driven or x.numel() == 0:
-            return REAL
+        return self.classify(x).kind
+
+    def classify(self, x: torch.Tensor) -> Operand:
+        if not self.event_driven or x.numel() == 0 or x.is_complex():
+            return _REAL
         if x.untyped_storage().data_ptr() in self.weight_storages:
-            return REAL  # a weight: read per event, never an event itself
+            return _REAL  # a weight: read per event, never an event itself
         if x.dtype == torch.bool:
-            return BINARY
-        if x.is_floating_point():
-            if not bool(torch.equal(x, x.round())):  # also False for NaN/inf
-                return REAL
-        elif x.is_complex():
-            return REAL
+            nnz = int(x.count_nonzero())
+            return Operand(BINARY, nnz, nnz)
+        if x.is_floating_point() and x.is_contiguous():
+            head = x.view(-1)[:_SAMPLE]
+            if not torch.equal(head, head.round()):
+                return _REAL
         lo, hi = torch.aminmax(x)
-        return BINARY if lo >= 0 and hi <= 1 else INTEGER
+        if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+            return _REAL  # NaN or inf: not a count of events
+        if lo >= 0 and hi <= 1:
+            # values in [0, 1]: sum == nnz exactly when every nonzero is 1 (no rounding pass needed)
+            nnz, total = int(x.count_nonzero()), float(x.sum(dtype=torch.float64))
+            return Operand(BINARY, nnz, nnz) if total == nnz else _REAL
+        if x.is_floating_point() and not torch.equal(x, x.round()):
+            return _REAL
+        return Operand(INTEGER, int(x.count_nonzero()), _isum(x.abs()))
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:
@@ -98,13 +122,13 @@ def _matmul_count(a: torch.Tensor, b: torch.Tensor, ctx: OperandContext) -> OpCo
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
     batch = math.prod(a.shape[:-2])
     c = OpCount(mac=batch * m * k * n)
-    ka, kb = ctx.kind(a), ctx.kind(b)
+    oa, ob = ctx.classify(a), ctx.classify(b)
     # Each event in a row of ``a`` adds one row of ``b`` (N values); each event of ``b`` adds a column of ``a``.
     opts = []
-    if ka != REAL:
-        opts.append((_isum(_magnitude(a)) * n, _isum(_nonzero(a)) * n if ka == INTEGER else 0, b.element_size()))
-    if kb != REAL:
-        opts.append((_isum(_magnitude(b)) * m, _isum(_nonzero(b)) * m if kb == INTEGER else 0, a.element_size()))
+    if oa.kind != REAL:
+        opts.append((oa.abs_sum * n, oa.nnz * n if oa.kind == INTEGER else 0, b.element_size()))
+    if ob.kind != REAL:
+        opts.append((ob.abs_sum * m, ob.nnz * m if ob.kind == INTEGER else 0, a.element_size()))
     if not opts:
         c.real_mac = c.mac
         c.bytes = a.numel() * a.element_size() + b.numel() * b.element_size()

@@ -218,3 +218,20 @@ def test_einsum_and_functional_linear_are_seen():
     r2 = count(Fn(lambda x: nn.functional.linear(x, w)), s)
     assert r1.total("sop") == r2.total("sop") == 2 * 3
     assert r1.total("mac") == r2.total("mac") == 12
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), 0.5], ids=["nan", "inf", "fraction"])
+def test_non_finite_or_fractional_inputs_are_real_valued(bad):
+    x = torch.tensor([[1.0, 0, 2, 0], [0, 1, 0, 0]])
+    x[1, 3] = bad
+    row = count(nn.Linear(4, 3), x).by_module["(root)"]
+    assert row["real_mac"] == 24 and row["sop"] == 0
+
+
+def test_classification_of_a_large_tensor_with_one_fraction_after_the_sample():
+    x = torch.zeros(2, 8192)
+    x[0, :10] = 1.0
+    x[1, -1] = 0.25  # past the first 4096 elements checked up front
+    assert count(nn.Linear(8192, 2), x).by_module["(root)"]["real_mac"] == 2 * 8192 * 2
+    x[1, -1] = 1.0
+    assert count(nn.Linear(8192, 2), x).by_module["(root)"]["sop"] == 11 * 2
