@@ -1,0 +1,65 @@
+"""Fused CPU kernels for the WKV op: ``cuda/wkv_host.cpp`` through ctypes.
+
+The C++ side shares its per-token maths with the CUDA kernels (``cuda/wkv_core.cuh``); this file only
+allocates outputs, passes pointers and sums the per-batch partial gradients of w and u.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+
+from spikeattn.ops._native import compiler, load_host_library
+
+_TAGS = {torch.float32: "f32", torch.float64: "f64"}
+_P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+
+
+@torch.compiler.assume_constant_result  # a fact of the machine: torch.compile bakes it in
+def is_available() -> bool:
+    return compiler() is not None
+
+
+@functools.lru_cache(maxsize=None)
+def _entry(kind: str, dtype: torch.dtype):
+    lib = load_host_library("wkv_host.cpp")
+    fn = getattr(lib, f"sa_wkv_{kind}_{_TAGS[dtype]}")
+    fn.argtypes = [_P] * (6 if kind == "forward" else 11) + [_I64, _I64, _I64, _I]
+    fn.restype = None
+    return fn
+
+
+def _ptr(t: torch.Tensor):
+    return t.data_ptr() if t.numel() else None
+
+
+def _check_dtype(k: torch.Tensor) -> None:
+    if k.dtype not in _TAGS:
+        raise TypeError(f"spikeattn::wkv runs on float32 or float64, got {k.dtype}")
+
+
+@torch.library.impl("spikeattn::wkv_forward", "cpu")
+def fused_wkv_forward(w, u, k, v):
+    _check_dtype(k)
+    w, u, k, v = (x.contiguous() for x in (w, u, k, v))  # kept in locals: the C code reads their memory
+    y, lse = torch.empty_like(k), torch.empty_like(k)
+    B, T, C = k.shape
+    if y.numel():
+        _entry("forward", k.dtype)(*map(_ptr, (w, u, k, v, y, lse)), B, T, C, torch.get_num_threads())
+    return y, lse
+
+
+@torch.library.impl("spikeattn::wkv_backward", "cpu")
+def fused_wkv_backward(w, u, k, v, y, lse, gy):
+    _check_dtype(k)
+    w, u, k, v, y, lse, gy = (x.contiguous() for x in (w, u, k, v, y, lse, gy))
+    B, T, C = k.shape
+    gw, gu = torch.zeros(B, C, dtype=k.dtype), torch.zeros(B, C, dtype=k.dtype)
+    gk, gv = torch.zeros_like(k), torch.zeros_like(v)
+    if k.numel():
+        _entry("backward", k.dtype)(
+            *map(_ptr, (w, u, k, v, y, lse, gy, gw, gu, gk, gv)), B, T, C, torch.get_num_threads()
+        )
+    return gw.sum(0), gu.sum(0), gk, gv
