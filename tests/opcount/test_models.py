@@ -1,0 +1,57 @@
+"""Counting the spiking attention layers (skipped where spikeattn.layers is not there)."""
+
+import pytest
+import torch
+
+layers = pytest.importorskip("spikeattn.layers")
+from spikeattn.opcount import count  # noqa: E402
+
+
+class Attention(torch.nn.Module):
+    def __init__(self, order):
+        super().__init__()
+        self.order = order
+
+    def forward(self, qkv):
+        return layers.spike_attention(qkv, 0.125, self.order)
+
+
+def qkv_spikes(seed=0, shape=(3, 2, 1, 2, 6, 4)):  # (3, T, B, heads, N, d)
+    torch.manual_seed(seed)
+    return (torch.rand(shape) < 0.4).float()
+
+
+def test_ssa_core_both_orders_same_result_different_dense_cost():
+    qkv = qkv_spikes()
+    q, k, v = qkv.unbind(0)
+    qk, kv = count(Attention("qk_first"), qkv), count(Attention("kv_first"), qkv)
+    slices, n, d = 2 * 1 * 2, 6, 4
+    assert qk.total("mac") == slices * 2 * n * n * d
+    assert kv.total("mac") == slices * 2 * n * d * d
+    # exact pairs: first product's pairs + the triple count sum(Q K^T V), the same in both orders
+    triples = int((q @ k.transpose(-2, -1) @ v).sum())
+    assert qk.total("pairs") == int((q @ k.transpose(-2, -1)).sum()) + triples
+    assert kv.total("pairs") == int((k.transpose(-2, -1) @ v).sum()) + triples
+
+
+def test_ssa_module_charges_the_attention_core_to_itself():
+    torch.manual_seed(0)
+    ssa = layers.SpikingSelfAttention(16, heads=2).train()
+    x = (torch.rand(2, 3, 5, 16) < 0.3).float()  # [T, B, N, C]
+    r = count(ssa, x)
+    rows = r.by_module
+    core = rows["(root)"]  # spike_attention runs in SSA.forward itself
+    assert core["mac"] > 0 and core["real_mac"] == 0  # spike x spike: no real-valued operand
+    assert rows["qkv"]["sop"] == int(x.sum()) * 48 and rows["qkv"]["real_mac"] == 0
+    assert set(r.firing_rates) == {"qkv_lif", "attn_lif", "proj_lif"}
+    assert r.total("neuron") == 2 * 3 * 5 * (48 + 16 + 16)
+
+
+def test_sdsa_has_no_attention_matmul():
+    torch.manual_seed(0)
+    sdsa = layers.SpikeDrivenSelfAttention(16, heads=2).train()
+    x = (torch.rand(2, 3, 5, 16) < 0.3).float()
+    r = count(sdsa, x)
+    # Only the two projections are matmuls; the token mixing is masks and sums (elementwise, ignored).
+    assert r.total("mac") == 2 * 3 * 5 * 16 * (48 + 16)
+    assert r.total("pairs") == 0 and r.total("real_mac") == 0
