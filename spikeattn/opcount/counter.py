@@ -78,9 +78,8 @@ def _install_hooks(model: nn.Module, stack: list[str], rec: _Recorder, neuron_ty
         x = args[0]
         spikes = out[0] if isinstance(out, tuple) else out
         # x is [T, B, ...] ('m') or [B, ...] ('s'): either way one update per element.
-        state_bytes = torch.empty((), dtype=state_dtype(x.dtype)).element_size()
         rec.add_neuron(names[module], type(module).__name__, x.numel(),
-                       int(round(float(spikes.sum(dtype=torch.float64)))), state_bytes)
+                       int(round(float(spikes.sum(dtype=torch.float64)))), state_dtype(x.dtype).itemsize)
 
     for module in names:
         handles.append(module.register_forward_pre_hook(pre))

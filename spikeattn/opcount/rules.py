@@ -164,49 +164,55 @@ def dot_rule(args, kwargs, out, ctx):
     return _matmul_count(args[0].unsqueeze(0), args[1].unsqueeze(-1), ctx)
 
 
-def _conv_args(args):
-    x, w = args[0], args[1]
-    nd = w.dim() - 2
-    stride, padding, dilation = (tuple(args[i]) for i in (3, 4, 5))
-    transposed, output_padding, groups = bool(args[6]), tuple(args[7]), int(args[8])
-    return x, w, nd, stride, padding, dilation, transposed, output_padding, groups
+def _axis_coverage(size_in, size_out, k, stride, pad, dil, transposed) -> torch.Tensor:
+    """For each input coordinate along one axis, how many (output coordinate, kernel tap) pairs use it.
 
-
-def _occupancy(x_map: torch.Tensor, w: torch.Tensor, conv) -> int:
-    """Exact (nonzero input, output position) pairs, weighted by ``x_map``, summed over all groups.
-
-    Sums the input channels of each group first, then convolves with a ones kernel (one per
-    group), so every output position holds the weight of the inputs in its receptive field.
+    Direct: output ``o`` reads input ``o*s - p + j*d``; transposed: input ``i`` writes output
+    ``i*s - p + j*d``. Taps that fall in the padding are not counted, so borders are exact.
     """
-    _, _, nd, stride, padding, dilation, transposed, output_padding, groups = conv
-    n, cin = x_map.shape[:2]
-    per_group = x_map.reshape(n, groups, cin // groups, *x_map.shape[2:]).sum(2)  # (N, g, *spatial)
-    ones = torch.ones((groups, 1, *w.shape[2:]), dtype=per_group.dtype, device=per_group.device)
-    occ = aten.convolution.default(per_group, ones, None, stride, padding, dilation, transposed, output_padding, groups)
-    return _isum(occ)
+    taps = torch.arange(k) * dil
+    if transposed:
+        out = torch.arange(size_in)[:, None] * stride - pad + taps[None, :]  # (L_in, k)
+        return ((out >= 0) & (out < size_out)).sum(1).to(torch.float64)
+    pos = (torch.arange(size_out)[:, None] * stride - pad + taps[None, :]).flatten()
+    pos = pos[(pos >= 0) & (pos < size_in)]
+    return torch.bincount(pos, minlength=size_in).to(torch.float64)
+
+
+def _occupancy(x_map: torch.Tensor, w: torch.Tensor, out: torch.Tensor, args) -> int:
+    """Exact number of (event, output position) pairs, an event weighted by ``x_map`` (|x| or x != 0).
+
+    The pairs an input position takes part in do not depend on its channel or group, and they
+    factor per axis, so: sum over batch and channels, then weight each position by the outer
+    product of the per-axis coverages. Multiply by the output channels per group for the fan-out.
+    """
+    stride, padding, dilation, transposed = args[3], args[4], args[5], bool(args[6])
+    per_position = x_map.sum(dim=(0, 1), dtype=torch.float64)  # (*spatial)
+    cov = torch.ones((), dtype=torch.float64)
+    for axis, k in enumerate(w.shape[2:]):
+        c = _axis_coverage(x_map.shape[2 + axis], out.shape[2 + axis], k, stride[axis], padding[axis],
+                           dilation[axis], transposed)
+        cov = cov.unsqueeze(-1) * c  # outer product over the spatial axes so far
+    return _isum(per_position * cov.to(per_position.device))
 
 
 def convolution_rule(args, kwargs, out, ctx):
     """Convolution (1d/2d/3d, stride, padding, dilation, groups, transposed) with exact border fan-out."""
-    conv = _conv_args(args)
-    x, w, nd, *_, transposed, _op, groups = conv
+    x, w, transposed, groups = args[0], args[1], bool(args[6]), int(args[8])
     k = math.prod(w.shape[2:])
     # Non-transposed weight is (Cout, Cin/g, *k); transposed is (Cin, Cout/g, *k).
     cout_per_group = w.shape[1] if transposed else w.shape[0] // groups
     cin_per_group = w.shape[0] // groups if transposed else w.shape[1]
-    if transposed:
-        mac = x.numel() * cout_per_group * k
-    else:
-        mac = out.numel() * cin_per_group * k
+    mac = x.numel() * cout_per_group * k if transposed else out.numel() * cin_per_group * k
     c = OpCount(mac=mac)
-    kind = ctx.kind(x)
-    if kind == REAL:
+    op = ctx.classify(x)
+    if op.kind == REAL:
         c.real_mac = mac
         c.bytes = x.numel() * x.element_size() + w.numel() * w.element_size()
         return c
-    c.sop = _occupancy(_magnitude(x), w, conv) * cout_per_group
-    if kind == INTEGER:
-        c.sop_mul = _occupancy(_nonzero(x), w, conv) * cout_per_group
+    c.sop = _occupancy(x if op.kind == BINARY else x.abs(), w, out, args) * cout_per_group
+    if op.kind == INTEGER:
+        c.sop_mul = _occupancy(x != 0, w, out, args) * cout_per_group
     c.bytes = c.sop * w.element_size()
     return c
 

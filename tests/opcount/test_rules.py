@@ -235,3 +235,30 @@ def test_classification_of_a_large_tensor_with_one_fraction_after_the_sample():
     assert count(nn.Linear(8192, 2), x).by_module["(root)"]["real_mac"] == 2 * 8192 * 2
     x[1, -1] = 1.0
     assert count(nn.Linear(8192, 2), x).by_module["(root)"]["sop"] == 11 * 2
+
+
+def ones_kernel_pairs(x, conv):
+    """Independent oracle: convolve |x| (channels summed per group) with a ones kernel and sum."""
+    g = conv.groups
+    per_group = x.abs().reshape(x.shape[0], g, -1, *x.shape[2:]).sum(2)
+    ones = torch.ones(g, 1, *conv.kernel_size)
+    fn = {(2, False): nn.functional.conv2d, (3, False): nn.functional.conv3d,
+          (2, True): nn.functional.conv_transpose2d}[(len(conv.kernel_size), conv.transposed)]
+    extra = {"output_padding": conv.output_padding} if conv.transposed else {}
+    occ = fn(per_group, ones, None, conv.stride, conv.padding, dilation=conv.dilation, groups=g, **extra)
+    cout_per_group = conv.out_channels // g
+    return int(occ.sum()) * cout_per_group
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.ConvTranspose2d(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2),
+    lambda: nn.ConvTranspose2d(2, 3, (2, 3), stride=(1, 2), padding=(0, 2), dilation=(2, 1)),
+    lambda: nn.Conv3d(2, 4, (2, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1), groups=2),
+], ids=["convT-s2-p1-op1-g2", "convT-dil", "conv3d"])
+def test_transposed_and_3d_conv_match_a_ones_kernel_oracle(make):
+    torch.manual_seed(1)
+    conv = make()
+    spatial = (5, 6) if len(conv.kernel_size) == 2 else (3, 5, 6)
+    x = (torch.rand(2, conv.in_channels, *spatial) < 0.4).float()
+    r = count(conv, x)
+    assert r.total("sop") == ones_kernel_pairs(x, conv) > 0
