@@ -6,8 +6,9 @@ snntorch is run as its users write it: ``Leaky(beta=0.5, spike_grad=atan())`` lo
 different neuron (no input decay, subtract reset, reset always detached), so it is timed but not
 compared spike for spike.
 
-Third-party libraries are imported only when a runner is built; a library that is not installed gives
-``None`` from ``missing()`` checks, never a half-built runner.
+Third-party libraries are imported only when their runner is built; ``missing(package)`` says
+beforehand whether one is installed. Also here: inputs, the measured fwd+bwd and the agreement check,
+shared by the CPU and CUDA modes.
 """
 
 from __future__ import annotations
@@ -119,9 +120,9 @@ def fwd_bwd(runner: Runner, x: torch.Tensor, grad_out: torch.Tensor) -> tuple[to
 
 def make_inputs(shape, device, dtype, seed: int):
     """Input current (mean 1.5, so the neurons both fire and stay silent) and a fixed grad_output."""
-    g = torch.Generator(device="cpu").manual_seed(seed)
-    x = (torch.randn(shape, generator=g) + 1.5).to(device=device, dtype=dtype)
-    w = torch.randn(shape, generator=g).to(device=device, dtype=dtype)
+    g = torch.Generator(device=device).manual_seed(seed)  # drawn on the device: 2^24 x 32 is slow on a CPU
+    x = (torch.randn(shape, generator=g, device=device) + 1.5).to(dtype)
+    w = torch.randn(shape, generator=g, device=device).to(dtype)
     return x.requires_grad_(True), w
 
 

@@ -105,6 +105,7 @@ def parse_args(argv):
 def main(argv=None) -> int:
     """Run the benchmark, print the table, write the JSON; exit status 1 if an agreement check failed."""
     args = parse_args(argv)
+    load_start = os.getloadavg()[0]  # other users of a shared machine show up here, and in the timings
     if args.device == "cuda":
         import _lif_cuda
 
@@ -116,6 +117,7 @@ def main(argv=None) -> int:
         default_out = RESULTS / "lif_cpu.json"
         columns = COLUMNS
     result = {"benchmark": "lif_fwd_bwd", "device": args.device, **_common.environment(PACKAGES),
+              "load_average_1m": {"start": load_start, "end": os.getloadavg()[0]},
               "warmup": args.warmup, "repeats": args.repeats, "quick": args.quick,
               "neuron": {"tau": libs.TAU, "v_th": libs.V_TH, "v_reset": libs.V_RESET, "decay_input": True,
                          "surrogate": f"ATan(alpha={libs.ALPHA})"},
