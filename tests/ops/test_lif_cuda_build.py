@@ -6,9 +6,12 @@ loads (the same name expressions NVRTC gets). Needs nvcc only, no GPU; skipped w
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +26,7 @@ ARCHS = ("sm_80", "sm_90")
 # The instantiations each launcher compiles; a .cu file missing here is compiled as it stands.
 NAME_EXPRESSIONS = {"lif.cu": cuda_lif.NAME_EXPRESSIONS}
 SOURCES = sorted(p.name for p in kernel_dir().glob("*.cu"))
+ENTRY = r"\.(?:visible|weak) \.entry (\w+)"  # nvcc: visible; NVRTC name expressions: weak
 
 
 @pytest.fixture(scope="module")
@@ -66,12 +70,12 @@ def test_compiles(build, file, arch):
     cubin, ptx = build(file, arch)
     assert cubin[:4] == b"\x7fELF"
     assert f".target {arch}" in ptx
-    entries = re.findall(r"\.visible \.entry (\w+)", ptx)
+    entries = re.findall(ENTRY, ptx)
     assert len(entries) >= len(NAME_EXPRESSIONS.get(file, ())), "an instantiation is missing"
 
 
 def _kernel_bodies(ptx: str) -> dict[str, str]:
-    parts = re.split(r"\.visible \.entry (\w+)", ptx)
+    parts = re.split(ENTRY, ptx)
     return dict(zip(parts[1::2], parts[2::2]))
 
 
@@ -93,3 +97,52 @@ def test_lif_kernels_use_no_shared_memory_or_barriers(build, arch):
     """The host emulation runs threads one after another: that is exact only without these."""
     _, ptx = build("lif.cu", arch)
     assert "bar.sync" not in ptx and "barrier" not in ptx and ".shared" not in ptx
+
+
+def _find_nvrtc() -> str | None:
+    """libnvrtc from the pip wheel (nvidia-cuda-nvrtc-cu12, what CuPy uses) or the system."""
+    try:
+        import nvidia.cuda_nvrtc as pkg  # the wheel's namespace package
+
+        libs = sorted(Path(next(iter(pkg.__path__))).glob("lib/libnvrtc.so*"))
+        if libs:
+            return str(libs[0])
+    except ImportError:
+        pass
+    return ctypes.util.find_library("nvrtc")
+
+
+def nvrtc_ptx(lib_path: str, file: str, names: tuple[str, ...], arch: str) -> tuple[str, dict[str, str]]:
+    """Compile like spikeattn.ops._cuda (source with #line, options, name expressions) with NVRTC."""
+    lib = ctypes.CDLL(lib_path)
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), _cuda.source(file).encode(), file.encode(), 0, None, None) == 0
+    for n in names:
+        assert lib.nvrtcAddNameExpression(prog, n.encode()) == 0
+    opts = [o.encode() for o in (*_cuda.compile_options(), f"--gpu-architecture={arch}")]
+    rc = lib.nvrtcCompileProgram(prog, len(opts), (ctypes.c_char_p * len(opts))(*opts))
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    assert rc == 0, log.value.decode()
+    lib.nvrtcGetPTXSize(prog, ctypes.byref(size))
+    ptx = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetPTX(prog, ptx)
+    lowered = {}
+    for n in names:
+        out = ctypes.c_char_p()
+        assert lib.nvrtcGetLoweredName(prog, n.encode(), ctypes.byref(out)) == 0
+        lowered[n] = out.value.decode()
+    return ptx.value.decode(), lowered
+
+
+@pytest.mark.skipif(_find_nvrtc() is None, reason="needs libnvrtc (pip install nvidia-cuda-nvrtc-cu12)")
+def test_lif_compiles_with_nvrtc_as_cupy_does():
+    """The runtime path: NVRTC, not nvcc, with the loader's exact source text and options."""
+    ptx, lowered = nvrtc_ptx(_find_nvrtc(), "lif.cu", cuda_lif.NAME_EXPRESSIONS, "compute_80")
+    bodies = _kernel_bodies(ptx)
+    assert set(lowered.values()) == set(bodies), "a name expression did not become a kernel"
+    for name, body in bodies.items():
+        if "lif_forward_kernel" in name:
+            assert "fma." not in body, f"{name}: FMA contraction"

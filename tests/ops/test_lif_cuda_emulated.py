@@ -38,7 +38,7 @@ def launcher_lib(tmp_path_factory):
 def launcher(launcher_lib, monkeypatch):
     emu = cuda_emulation.EmulatedLauncher(launcher_lib)
     monkeypatch.setattr(cuda_lif, "_launch", emu)
-    monkeypatch.setattr(cuda_lif, "_alloc", lambda shape, dtype, device: torch.full(shape, float("nan"), dtype=dtype))
+    monkeypatch.setattr(cuda_lif, "_alloc", lambda shape, dtype, device: torch.full(shape, torch.nan, dtype=dtype))
     return emu
 
 
@@ -71,8 +71,11 @@ def run_kernels(x, v0, p, w, scalars=None):
     decay = p.decay if p.mode == CHARGE_PLIF else torch.tensor(float(p.decay), dtype=sd)
     scalars = op_scalars(p) if scalars is None else scalars
     spikes, v, h = cuda_lif.cuda_lif_forward(x, v0, decay, *scalars)
-    assert not h.isnan().any() and torch.equal(spikes, (h >= scalars[2]).to(x.dtype)), "h_seq incomplete or inconsistent"
     gx, gv0, gk = cuda_lif.cuda_lif_backward(w.to(x.dtype), 2 * v, h, x, v0, decay, *scalars)
+    # Outputs were NaN before the launch (and assert_close lets NaN through): all must be written.
+    for name, t in (("spikes", spikes), ("v", v), ("h", h), ("grad x", gx), ("grad v0", gv0), ("grad k", gk)):
+        assert not t.isnan().any(), f"{name} has unwritten (NaN) elements"
+    assert torch.equal(spikes, (h >= scalars[2]).to(x.dtype)), "spikes are not h >= v_th"
     return spikes, v, (gx, gv0, gk) if p.mode == CHARGE_PLIF else (gx, gv0)
 
 
@@ -109,7 +112,8 @@ SETTINGS = list(itertools.product(MODES, RESETS, [True, False], [False, True], r
 
 def setting_id(s):
     mode, reset, decay_input, detach, sg = s
-    return f"{mode}-{reset}-{'decay_in' if decay_input else 'no_decay_in'}-{'det' if detach else 'att'}-{type(SURROGATES[sg]).__name__}"
+    decay_in = "decay_in" if decay_input else "no_decay_in"
+    return f"{mode}-{reset}-{decay_in}-{'det' if detach else 'att'}-{type(SURROGATES[sg]).__name__}"
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "fp16", "bf16"])
@@ -200,3 +204,12 @@ def test_kernel_source_compiles_alone_with_gxx(tmp_path):
            "-include", str(folder / "host_shim.h"), "-x", "c++", str(folder / "lif.cu")]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_poisoning_catches_a_short_grid(launcher, monkeypatch):
+    """A launch one block short leaves NaN behind, and the checks see it."""
+    real = cuda_lif._grid
+    monkeypatch.setattr(cuda_lif, "_grid", lambda threads: real(threads) - 1)
+    p = params(CHARGE_LIF, 0.0, True, False, SURROGATES[0], torch.float32)
+    with pytest.raises(AssertionError, match="unwritten"):
+        mismatches(make_input(3, 1011, torch.float32), p)

@@ -47,7 +47,10 @@ def launches(monkeypatch):
         return real(name, *args)
 
     monkeypatch.setattr(cuda_lif, "_launch", spy)
-    monkeypatch.setattr(cuda_lif, "_alloc", lambda shape, dtype, device: torch.full(shape, float("nan"), dtype=dtype, device=device))
+    def poisoned(shape, dtype, device):
+        return torch.full(shape, float("nan"), dtype=dtype, device=device)
+
+    monkeypatch.setattr(cuda_lif, "_alloc", poisoned)
     return calls
 
 
@@ -78,6 +81,8 @@ def check_gpu_against_reference(x, p, launches):
     vec = 1 if sd == torch.float64 or v0.numel() % 4 else 4  # fresh allocations are aligned
     expected = [cuda_lif.kernel_name(kind, x.dtype, vec) for kind in ("forward", "backward")]
     assert launches[-2:] == expected, "the CuPy kernels did not run (or not the expected ones)"
+    for name, t in (("spikes", s), ("v", v), *zip(("grad x", "grad v0", "grad k"), g)):
+        assert not t.isnan().any(), f"{name} has unwritten (NaN) elements"  # assert_close lets NaN through
     assert torch.equal(s.cpu(), s_ref), "spikes differ from the reference"
     if sd == torch.float64 or x.dtype == torch.float32:
         assert torch.equal(v.cpu(), v_ref), "final membrane differs from the reference"

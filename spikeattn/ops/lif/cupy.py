@@ -142,7 +142,8 @@ def cuda_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
         grad_v0.copy_(grad_v)
     elif N:
         keep, decay_ptr, decay_value = _decay_arg(decay, dev, sd)
-        vec = _vector_width(N, grad_spikes.dtype, (grad_spikes, grad_v, h_seq, grad_x, grad_v0, *((x, v0) if plif else ())))
+        read_write = (grad_spikes, grad_v, h_seq, grad_x, grad_v0, *((x, v0) if plif else ()))
+        vec = _vector_width(N, grad_spikes.dtype, read_write)
         threads = -(-N // vec)
         partial = _alloc((threads,), torch.float64, dev) if plif else None
         args = (_ptr(grad_spikes), _ptr(grad_v), _ptr(h_seq), _ptr(x), _ptr(v0), _ptr(grad_x), _ptr(grad_v0),
