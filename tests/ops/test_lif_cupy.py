@@ -47,6 +47,7 @@ def launches(monkeypatch):
         return real(name, *args)
 
     monkeypatch.setattr(cuda_lif, "_launch", spy)
+
     def poisoned(shape, dtype, device):
         return torch.full(shape, float("nan"), dtype=dtype, device=device)
 
