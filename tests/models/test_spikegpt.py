@@ -1,0 +1,142 @@
+"""SpikeGPT model: preset sizes, recurrent == parallel logits at every position and depth, generation
+(constant state size, sampling options, determinism), checkpoint config, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikeattn.models.spikegpt import PRESETS, SpikeGPT, SpikeGPTConfig, count_parameters, spikegpt
+from tests.conftest import assert_close
+from tests.layers.test_rwkv import randomize
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Token-sized matmuls: a second OpenMP thread only adds contention on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_model(n_layers: int, dim: int = 32, vocab: int = 40, **kw) -> SpikeGPT:
+    torch.manual_seed(n_layers)
+    model = SpikeGPT(SpikeGPTConfig(vocab_size=vocab, n_layers=n_layers, dim=dim, context=64, **kw))
+    randomize(model, 0.3)
+    return model.eval()
+
+
+def recurrent_logits(model, idx):
+    state, out = None, []
+    for t in range(idx.shape[1]):
+        logits, state = model.step(idx[:, t], state)
+        out.append(logits)
+    return torch.stack(out, 1), state
+
+
+@pytest.mark.parametrize("name, size", [("spikegpt-45m", 45e6), ("spikegpt-216m", 216e6)])
+def test_preset_sizes(name, size, capsys):
+    with torch.device("meta"):
+        model = spikegpt(name)
+    n = sum(p.numel() for p in model.parameters())
+    with capsys.disabled():
+        print(f"\n{name}: {n / 1e6:.1f}M parameters")
+    assert n == count_parameters(model.config)
+    assert abs(n - size) <= 0.10 * size
+    assert len(model.blocks) == PRESETS[name]["n_layers"]
+
+
+def test_demo_preset_builds_and_counts():
+    model = spikegpt("spikegpt-demo")
+    assert sum(p.numel() for p in model.parameters()) == count_parameters(model.config)
+    tied = spikegpt("spikegpt-demo", tie_head=True)
+    assert tied.head.weight is tied.emb.weight
+    assert sum(p.numel() for p in tied.parameters()) == count_parameters(tied.config)
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 8, 12, 18])
+def test_recurrent_equals_parallel(n_layers):
+    """The original recurrent runner drifts from the parallel form beyond 6 layers; ours must not."""
+    model = random_model(n_layers)
+    idx = torch.randint(0, 40, (2, 24), generator=torch.Generator().manual_seed(0))
+    rates = []
+    for block in model.blocks:
+        block.lif_ffn.register_forward_hook(lambda m, i, o: rates.append(o.mean().item()))
+    with torch.no_grad():
+        parallel = model(idx)
+        recurrent, _ = recurrent_logits(model, idx)
+    assert 0.02 < sum(rates) / len(rates) < 0.98, "the model must both fire and stay silent"
+    assert_close(recurrent, parallel, 0.0, 1e-5, what=f"{n_layers} layers")
+
+
+def test_recurrent_equals_parallel_18_layers_short():
+    model = random_model(18, dim=16)
+    idx = torch.randint(0, 40, (1, 10), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert_close(recurrent_logits(model, idx)[0], model(idx), 0.0, 1e-5)
+
+
+def test_recurrent_equals_parallel_with_binary_embedding():
+    model = random_model(2, binary_embedding=True)
+    idx = torch.randint(0, 40, (2, 12))
+    with torch.no_grad():
+        assert_close(recurrent_logits(model, idx)[0], model(idx), 0.0, 1e-5)
+
+
+def test_state_size_is_constant():
+    model = random_model(2)
+    idx = torch.randint(0, 40, (1, 50))
+    numel = lambda state: sum(t.numel() for t in torch.utils._pytree.tree_leaves(state))  # noqa: E731
+    with torch.no_grad():
+        _, s10 = recurrent_logits(model, idx[:, :10])
+        _, s50 = recurrent_logits(model, idx)
+    assert numel(s10) == numel(s50) == 2 * (2 + 3 + 2) * 32  # per block: 2 shifts, a/b/p, 2 membranes
+
+
+def test_generate_uses_the_recurrent_mode(monkeypatch):
+    model = random_model(2)
+    monkeypatch.setattr(model, "forward", lambda *a: pytest.fail("generate must not rerun the parallel model"))
+    prompt = torch.randint(0, 40, (2, 5))
+    out = model.generate(prompt, 7, temperature=0.8, top_k=5, seed=3)
+    assert out.shape == (2, 12) and torch.equal(out[:, :5], prompt)
+    assert torch.equal(out, model.generate(prompt, 7, temperature=0.8, top_k=5, seed=3))
+    greedy = model.generate(prompt, 4, temperature=0)
+    logits, _ = recurrent_logits(model, prompt)
+    assert torch.equal(greedy[:, 5], logits[:, -1].argmax(-1))
+    top1 = model.generate(prompt, 4, top_p=1e-6, seed=0)  # only the most likely token survives
+    assert torch.equal(top1, greedy)
+
+
+def test_trains():
+    model = random_model(1, dim=16)
+    torch.manual_seed(0)
+    idx = torch.randint(0, 40, (4, 16))
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        logits = model(idx[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), idx[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda m: m(torch.zeros(2, 3)), "idx must be an int64"),
+        (lambda m: m(torch.zeros(3, dtype=torch.long)), r"\[B, T\]"),
+        (lambda m: m(torch.full((1, 2), 40)), "outside"),
+        (lambda m: m.step(torch.zeros(1, 2, dtype=torch.long)), r"\[B\]"),
+        (lambda m: m.generate(torch.zeros(1, 0, dtype=torch.long), 2), "at least one"),
+        (lambda m: spikegpt("gpt-2"), "unknown SpikeGPT preset"),
+        (lambda m: spikegpt("spikegpt-demo", layers=3), "unknown SpikeGPTConfig"),
+        (lambda m: SpikeGPTConfig(dim=0), "dim must be"),
+    ],
+)
+def test_bad_input(call, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        call(random_model(1))
