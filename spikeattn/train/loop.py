@@ -92,33 +92,35 @@ def _train(model, train_set, config, eval_set, forward, loss_fn, ctx: DistContex
         history = _resume(out / CHECKPOINT_NAME, config, ctx, batches_per_epoch, raw_model, optimizer, scheduler,
                           scaler, pos, window)
     log = MetricsLog(out / "metrics.jsonl", enabled=ctx.is_main, history=history)
+    start, last_eval, stopped_early = time.perf_counter(), -1, False
 
     def checkpoint():
-        _save(out / CHECKPOINT_NAME, config, ctx, batches_per_epoch, raw_model, optimizer, scheduler, scaler, pos, log, window)
+        elapsed = pos["elapsed"] + time.perf_counter() - start  # wall time over all resumed segments
+        _save(out / CHECKPOINT_NAME, config, ctx, batches_per_epoch, raw_model, optimizer, scheduler, scaler,
+              {**pos, "elapsed": elapsed}, log, window)
 
     def evaluate():
         if eval_set is not None:
             log.log({"kind": "eval", "step": pos["step"], **_evaluate(raw_model, eval_set, config, ctx, forward, loss_fn, autocast)})
 
-    start, last_eval, stopped_early = time.perf_counter(), -1, False
     bar = tqdm(total=total_steps, initial=pos["step"], disable=not (ctx.is_main and config.progress), dynamic_ncols=True)
     model.train()
     while pos["step"] < total_steps and not stopped_early:
         for x, y in _epoch_batches(train_set, ctx, config, per_rank, pos["epoch"], pos["batch_in_epoch"]):
-            loss = _train_step(model, x.to(ctx.device), y.to(ctx.device), forward, loss_fn, optimizer,
-                               scheduler, scaler, autocast, config.grad_clip, window)
+            lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
+            _train_step(model, x.to(ctx.device), y.to(ctx.device), forward, loss_fn, optimizer,
+                        scheduler, scaler, autocast, config.grad_clip, window)
             pos["step"] += 1
             pos["batch_in_epoch"] += 1
             bar.update(1)
             if pos["step"] % config.log_every == 0 or pos["step"] == total_steps:
                 record = window.flush(ctx)
-                log.log({"kind": "train", "step": pos["step"], "epoch": pos["epoch"], "lr": scheduler.get_last_lr()[0], **record})
-                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+                log.log({"kind": "train", "step": pos["step"], "epoch": pos["epoch"], "lr": lr, **record})
+                bar.set_postfix(loss=f"{record['loss']:.3f}", lr=f"{lr:.2e}")
             if config.eval_every and pos["step"] % config.eval_every == 0:
                 evaluate()
                 last_eval = pos["step"]
             if config.checkpoint_every and pos["step"] % config.checkpoint_every == 0 and pos["step"] < total_steps:
-                pos["elapsed_now"] = time.perf_counter() - start
                 checkpoint()
             if config.max_minutes is not None:
                 stopped_early = broadcast_flag(ctx, time.perf_counter() - start > 60 * config.max_minutes)
@@ -130,8 +132,8 @@ def _train(model, train_set, config, eval_set, forward, loss_fn, ctx: DistContex
     bar.close()
     if last_eval != pos["step"]:
         evaluate()
-    pos["elapsed_now"] = time.perf_counter() - start
     checkpoint()
+    pos["elapsed"] += time.perf_counter() - start
     return _finish(out, log, config, ctx, raw_model, pos, total_steps, batches_per_epoch, stopped_early)
 
 
@@ -156,7 +158,7 @@ class _Window:
         return record
 
 
-def _train_step(model, x, y, forward, loss_fn, optimizer, scheduler, scaler, autocast, grad_clip, window) -> torch.Tensor:
+def _train_step(model, x, y, forward, loss_fn, optimizer, scheduler, scaler, autocast, grad_clip, window) -> None:
     reset(model)  # spiking neurons keep their membrane between calls: start every batch from rest
     with autocast:
         logits = forward(model, x)
@@ -171,7 +173,6 @@ def _train_step(model, x, y, forward, loss_fn, optimizer, scheduler, scaler, aut
     scheduler.step()
     window.add(loss, logits.detach().float(), y)
     reset(model)  # drop the last membrane (and the graph it holds) now, not at the next batch
-    return loss
 
 
 @torch.no_grad()
@@ -255,7 +256,7 @@ def _save(path, config, ctx, batches_per_epoch, model, optimizer, scheduler, sca
     save_checkpoint({
         "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
         "scaler": scaler.state_dict(), "rng": rng, "step": pos["step"], "epoch": pos["epoch"],
-        "batch_in_epoch": pos["batch_in_epoch"], "elapsed": pos["elapsed"] + pos.get("elapsed_now", 0.0),
+        "batch_in_epoch": pos["batch_in_epoch"], "elapsed": pos["elapsed"],
         "world_size": ctx.world_size, "batches_per_epoch": batches_per_epoch,
         "config": config.to_dict(), "history": log.history,
     }, path)
@@ -287,7 +288,7 @@ def _finish(out, log, config, ctx, model, pos, total_steps, batches_per_epoch, s
     trains = [r for r in log.history if r["kind"] == "train"]
     summary = {
         "steps": pos["step"], "total_steps": total_steps, "stopped_early": stopped_early,
-        "epochs": pos["step"] / batches_per_epoch, "wall_time_s": pos["elapsed"] + pos["elapsed_now"],
+        "epochs": pos["step"] / batches_per_epoch, "wall_time_s": pos["elapsed"],
         "world_size": ctx.world_size, "device": str(ctx.device),
         "parameters": sum(p.numel() for p in model.parameters()),
         "final_train_loss": trains[-1]["loss"] if trains else None,

@@ -55,7 +55,8 @@ def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
     ax_acc.set(xlabel="step", ylabel="accuracy", title="accuracy")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # a regression run has no accuracy curve
+            ax.legend()
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 
 import torch
@@ -21,14 +22,14 @@ def _config(out_dir) -> TrainConfig:
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
-    try:
-        torch.set_num_threads(1)
-        model = tiny_model(seed=rank)  # different init per rank: DDP must broadcast rank 0's
-        summary = train(model, blobs(40), _config(out_dir), blobs(12, seed=7), forward=direct_forward)
-        torch.save({"state": model.state_dict(), "summary": summary}, f"{out_dir}/rank{rank}.pt")
-    finally:
-        dist.destroy_process_group()
+    # what torchrun sets: the trainer starts (and ends) the gloo process group itself
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    model = tiny_model(seed=rank)  # different init per rank: DDP must broadcast rank 0's
+    summary = train(model, blobs(40), _config(out_dir), blobs(12, seed=7), forward=direct_forward)
+    assert not dist.is_initialized()
+    torch.save({"state": model.state_dict(), "summary": summary}, f"{out_dir}/rank{rank}.pt")
 
 
 def _free_port() -> int:
