@@ -13,34 +13,17 @@ i.e. the activation memory a training step holds at its peak, excluding paramete
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
 import os
-import platform
-import statistics
 import time
 from pathlib import Path
 
 import torch
 
+import _common
 import spikeattn
 from spikeattn.layers import SpikformerBlock, SpikingSelfAttention
 
 RESULTS = Path(__file__).resolve().parent / "results" / "attention_cpu.json"
-
-
-def saved_bytes(fn):
-    """Run ``fn()`` and return (its output, bytes of the distinct storages autograd saved)."""
-    storages: dict[int, int] = {}
-
-    def pack(t: torch.Tensor):
-        s = t.untyped_storage()
-        storages[s.data_ptr()] = max(storages.get(s.data_ptr(), 0), s.nbytes())
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(storages.values())
 
 
 def sj_modules(dim, heads):
@@ -54,6 +37,24 @@ def sj_modules(dim, heads):
     return SJAttention(dim, heads), SJBlock(dim, heads), functional.reset_net
 
 
+def copy_weights(ours: torch.nn.Module, theirs: torch.nn.Module) -> None:
+    """Load spikingjelly's weights into ours: same keys in the same order, Conv1d k=1 == Linear."""
+    src, dst = theirs.state_dict(), ours.state_dict()
+    if len(src) != len(dst):
+        raise RuntimeError(f"state dicts differ: {len(src)} vs {len(dst)} entries")
+    ours.load_state_dict({k: v.reshape(dst[k].shape) for k, v in zip(dst, src.values())})
+
+
+def agreement(libs, t, b, n, c) -> dict:
+    """Same weights, same input: how many output values the two libraries agree on."""
+    (ours, x, reset), (theirs, x_sj, reset_sj) = libs["spikeattn"], libs["spikingjelly"]
+    reset(ours), reset_sj(theirs)
+    with torch.no_grad():
+        a = ours(x)
+        b_ = theirs(x_sj).reshape(t, b, c, n).transpose(2, 3)
+    return {"equal_fraction": (a == b_).float().mean().item(), "output_mean": a.mean().item()}
+
+
 def make_cases(t, b, n, c, heads):
     """{case: {lib: (module, input, reset)}}; spikingjelly's layout is [T, B, C, N] / [T, B, C, H, W]."""
     side = int(round(n ** 0.5))
@@ -63,10 +64,13 @@ def make_cases(t, b, n, c, heads):
     x = (torch.rand(t, b, n, c) < 0.2).float()  # spikes at a 20% rate
     sj_attn, sj_block, sj_reset = sj_modules(c, heads)
     x_sj = x.transpose(2, 3).contiguous()       # (T, B, C, N)
+    ours_attn, ours_block = SpikingSelfAttention(c, heads), SpikformerBlock(c, heads)
+    copy_weights(ours_attn, sj_attn)
+    copy_weights(ours_block, sj_block)
     return {
-        "ssa": {"spikeattn": (SpikingSelfAttention(c, heads), x, spikeattn.reset),
+        "ssa": {"spikeattn": (ours_attn, x, spikeattn.reset),
                 "spikingjelly": (sj_attn, x_sj, sj_reset)},
-        "block": {"spikeattn": (SpikformerBlock(c, heads), x, spikeattn.reset),
+        "block": {"spikeattn": (ours_block, x, spikeattn.reset),
                   "spikingjelly": (sj_block, x_sj.reshape(t, b, c, side, side), sj_reset)},
     }
 
@@ -76,7 +80,7 @@ def step(module, x, reset, grad):
     reset(module)
     module.zero_grad(set_to_none=True)
     start = time.perf_counter()
-    out, nbytes = saved_bytes(lambda: module(x))
+    out, nbytes = _common.saved_bytes(lambda: module(x))
     (out * grad.reshape(out.shape)).sum().backward()
     return time.perf_counter() - start, nbytes
 
@@ -93,12 +97,13 @@ def run(args) -> dict:
                 sec, mem[lib] = step(module, x, reset, g)
                 if i >= args.warmup:
                     times[lib].append(sec)
-        row = {lib: {"ms_median": 1e3 * statistics.median(ts), "ms_min": 1e3 * min(ts),
-                     "ms_all": [round(1e3 * s, 2) for s in ts], "saved_mib": mem[lib] / 2**20,
+        row = {lib: {**_common.summarize([1e3 * s for s in ts]), "ms_all": [round(1e3 * s, 2) for s in ts],
+                     "saved_mib": mem[lib] / 2**20,
                      "params": sum(p.numel() for p in libs[lib][0].parameters())} for lib, ts in times.items()}
-        row["speedup"] = row["spikingjelly"]["ms_median"] / row["spikeattn"]["ms_median"]
-        row["speedup_min"] = row["spikingjelly"]["ms_min"] / row["spikeattn"]["ms_min"]
+        row["speedup"] = row["spikingjelly"]["median_ms"] / row["spikeattn"]["median_ms"]
+        row["speedup_min"] = row["spikingjelly"]["min_ms"] / row["spikeattn"]["min_ms"]
         row["memory_ratio"] = row["spikeattn"]["saved_mib"] / row["spikingjelly"]["saved_mib"]
+        row["agreement"] = agreement(libs, args.T, args.batch, args.tokens, args.dim)
         results[case] = row
     return results
 
@@ -112,25 +117,27 @@ def main(argv=None):
     p.add_argument("--heads", type=int, default=12)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat (smoke test)")
     p.add_argument("--out", type=Path, default=None, help=f"JSON path (default {RESULTS}; --quick: none)")
     args = p.parse_args(argv)
     if args.quick:
         args.T, args.batch, args.tokens, args.dim, args.heads, args.repeats, args.warmup = 2, 2, 16, 64, 4, 1, 0
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     results = run(args)
     report = {
-        "benchmark": "attention fwd+bwd, spikeattn vs spikingjelly 2.0",
-        "device": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-        "load_avg": os.getloadavg(), "date": datetime.datetime.now().isoformat(timespec="seconds"),
-        "torch": torch.__version__, "sizes": {k: getattr(args, k) for k in ("T", "batch", "tokens", "dim", "heads")},
+        "benchmark": "attention fwd+bwd on CPU, spikeattn vs spikingjelly 2.0 (same process, interleaved)",
+        **_common.environment(("torch", "spikingjelly")), "device": "cpu", "threads": torch.get_num_threads(),
+        "load_avg_1min": [load_before, os.getloadavg()[0]],  # the CPU is shared: other work inflates times
+        "sizes": {k: getattr(args, k) for k in ("T", "batch", "tokens", "dim", "heads")},
         "repeats": args.repeats, "results": results,
     }
     print(table(report))
     out = args.out or (None if args.quick else RESULTS)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {out}")
+        print(f"wrote {_common.write_json(out, report)}")
     return report
 
 
@@ -139,9 +146,10 @@ def table(report) -> str:
     for case, row in report["results"].items():
         for lib in ("spikeattn", "spikingjelly"):
             r = row[lib]
-            lines.append(f"{case:6} {lib:13} {r['ms_median']:10.1f} {r['ms_min']:8.1f} {r['saved_mib']:10.2f} {r['params']:9d}")
+            lines.append(f"{case:6} {lib:13} {r['median_ms']:10.1f} {r['min_ms']:8.1f} {r['saved_mib']:10.2f} {r['params']:9d}")
         lines.append(f"{case:6} {'ratio':13} speedup x{row['speedup']:.2f} (min x{row['speedup_min']:.2f}), "
-                     f"memory x{row['memory_ratio']:.2f}")
+                     f"memory x{row['memory_ratio']:.2f}; same outputs on "
+                     f"{100 * row['agreement']['equal_fraction']:.2f}% of values")
     return "\n".join(lines)
 
 

@@ -74,7 +74,6 @@ class _SpikeLinear(torch.autograd.Function):
     def forward(ctx, x, weight, bias, is_spikes):
         y = F.linear(x, weight, bias)
         small = x.to(torch.uint8) if is_spikes else compact_spikes(x)
-        ctx.x_dtype = x.dtype
         ctx.save_for_backward(x if small is None else small, weight)
         return y
 
@@ -98,20 +97,21 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
     ``is_spikes=True`` promises ``x`` holds only 0/1 (a LIF output) and skips the check.
     """
-    if torch.is_autocast_enabled(x.device.type) or bias is None or not weight.requires_grad:
+    if torch.is_autocast_enabled(x.device.type) or not weight.requires_grad:
         return F.linear(x, weight, bias)  # autocast casts inside F.linear; keep its rules
     return _SpikeLinear.apply(x, weight, bias, is_spikes)
 
 
 class LinearBN(nn.Module):
-    """Linear then BatchNorm1d over every token of every frame: ``[..., C_in] -> [..., C_out]``.
+    """Linear (no bias) then BatchNorm1d over every token of every frame: ``[..., C_in] -> [..., C_out]``.
 
-    The Linear keeps its bias (as in the Spikformer code, which the 9.32M parameter count needs).
+    The Spikformer code gives these Linears a bias, but BatchNorm subtracts the batch mean right
+    after, so that bias never gets a gradient (a dead parameter); BN's own shift replaces it.
     """
 
     def __init__(self, in_features: int, out_features: int):
         super().__init__()
-        self.linear = nn.Linear(in_features, out_features)
+        self.linear = nn.Linear(in_features, out_features, bias=False)
         self.bn = nn.BatchNorm1d(out_features)
 
     def forward(self, x: torch.Tensor, is_spikes: bool = False) -> torch.Tensor:

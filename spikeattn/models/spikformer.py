@@ -134,7 +134,8 @@ def _init_weights(m: nn.Module) -> None:
     # As the Spikformer code: truncated normal(0.02) for linear weights, zero biases.
     if isinstance(m, nn.Linear):
         nn.init.trunc_normal_(m.weight, std=0.02)
-        nn.init.zeros_(m.bias)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
 
 
 def spikformer(name: str = "spikformer-4-384", **overrides) -> Spikformer:
