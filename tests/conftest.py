@@ -21,7 +21,7 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, atol
     a, e = actual.double(), expected.double()
     err = (a - e).abs()
     bound = atol + rtol * (e.abs() + (e.abs().max() if e.numel() else 0.0))
-    bad = err > bound
+    bad = (err > bound) | (a.isnan() != e.isnan())  # NaN compares False: flag it explicitly
     if bad.any():
         i = int(torch.argmax((err - bound).flatten()))
         raise AssertionError(
