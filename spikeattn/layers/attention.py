@@ -50,7 +50,10 @@ class _SpikeAttention(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, scale, order):
         acc = _acc_dtype(qkv.dtype)
-        q, k, v = qkv.to(acc).unbind(0)
+        # One dense copy (qkv usually arrives as a head-permuted view): the matmuls below and the
+        # uint8 copy saved for backward then read contiguous memory instead of each copying again.
+        qkv = qkv.to(acc).contiguous()
+        q, k, v = qkv.unbind(0)
         out = _product(q, k, v, order) * scale
         ctx.scale, ctx.order, ctx.acc, ctx.in_dtype = scale, order, acc, qkv.dtype
         ctx.save_for_backward(qkv.to(torch.uint8))

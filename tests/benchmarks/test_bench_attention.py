@@ -28,9 +28,9 @@ def test_quick_run_writes_json(bench, tmp_path):
     report = bench.main(["--quick", "--threads", "1", "--out", str(out)])
     data = json.loads(out.read_text())
     assert data == json.loads(json.dumps(report))
-    assert data["threads"] == 1 and data["sizes"]["T"] == 2
+    assert data["threads"] == [1] and data["sizes"]["T"] == 2
     for case in ("ssa", "block"):
-        row = data["results"][case]
+        row = data["results_by_threads"]["1"][case]
         for lib in ("spikeattn", "spikingjelly"):
             assert 0 < row[lib]["min_ms"] <= row[lib]["median_ms"]
             assert row[lib]["saved_mib"] > 0
@@ -44,10 +44,6 @@ def test_same_weights_same_outputs_with_activity(bench):
     torch.manual_seed(0)
     cases = bench.make_cases(2, 2, 16, 32, 4)
     for case, libs in cases.items():
-        for module, _, _ in libs.values():
-            for m in module.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    torch.nn.init.constant_(m.bias, 1.0)  # make the neurons fire so the comparison means something
         agree = bench.agreement(libs, 2, 2, 16, 32)
         assert agree["equal_fraction"] > 0.999, (case, agree)
-        assert 0.05 < agree["output_mean"] < 2.5, (case, agree)
+        assert 0.05 < agree["output_mean"] < 2.5, (case, agree)  # neurons fire: the comparison means something
