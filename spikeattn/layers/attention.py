@@ -54,7 +54,8 @@ class _SpikeAttention(torch.autograd.Function):
         # uint8 copy saved for backward then read contiguous memory instead of each copying again.
         qkv = qkv.to(acc).contiguous()
         q, k, v = qkv.unbind(0)
-        out = _product(q, k, v, order) * scale
+        with torch.autocast(qkv.device.type, enabled=False):  # bf16 matmuls would round counts > 256
+            out = _product(q, k, v, order) * scale
         ctx.scale, ctx.order, ctx.acc, ctx.in_dtype = scale, order, acc, qkv.dtype
         ctx.save_for_backward(qkv.to(torch.uint8))
         return out
@@ -176,7 +177,8 @@ class SpikeDrivenSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tokens(x, self.dim)
         q, k, v = self.qkv_lif(self.qkv(x)).chunk(3, dim=-1)        # 3 x (T, B, N, C)
-        kv = self.kv_lif((k * v).sum(dim=2, keepdim=True))             # (T, B, 1, C)
+        # counts up to N: summed in fp32 (bf16 holds integers exactly only up to 256)
+        kv = self.kv_lif((k * v).sum(dim=2, keepdim=True, dtype=_acc_dtype(x.dtype))).to(q.dtype)  # (T, B, 1, C)
         return self.proj_lif(self.proj(q * kv, is_spikes=True))
 
     def extra_repr(self) -> str:

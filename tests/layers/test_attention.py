@@ -79,6 +79,14 @@ def test_shapes_dtypes_and_binary_output(cls, dtype, backend):
     assert set(y.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_orders_stay_exact_under_bf16_autocast():
+    qkv = spikes(3, 1, 2, 2, 64, 32, rate=0.9)  # counts up to 64*32 = 2048: not representable in bf16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = (spike_attention(qkv, 0.125, order) for order in ("qk_first", "kv_first"))
+    assert a.dtype == torch.float32 and torch.equal(a, b)
+    assert torch.equal(a, (qkv[0] @ qkv[1].transpose(-2, -1) @ qkv[2]) * 0.125)
+
+
 @pytest.mark.parametrize("cls", [SpikingSelfAttention, SpikeDrivenSelfAttention])
 def test_bf16_forward(cls):
     m = cls(32, 4).to(torch.bfloat16)

@@ -117,3 +117,12 @@ def test_bad_names_and_configs():
         spikformer(MINI, surrogate="relu")
     with pytest.raises(ValueError, match="depth"):
         spikformer(MINI, depth=0)
+
+
+@pytest.mark.parametrize("attention", ["ssa", "sdsa"])
+def test_bf16_autocast_training_step(attention):
+    model = spikformer(MINI, T=2, attention=attention)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(torch.rand(3, 1, 28, 28))
+    torch.nn.functional.cross_entropy(logits.float(), torch.tensor([1, 2, 3])).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
