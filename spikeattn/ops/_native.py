@@ -52,7 +52,7 @@ def load_host_library(source: str) -> ctypes.CDLL:
         raise RuntimeError("spikeattn: the fused CPU backend needs a C++ compiler (g++ or $CXX); none was found on PATH")
     folder = kernel_dir()
     digest = hashlib.sha256()
-    for path in sorted(folder.glob("*.cuh")) + [folder / source]:
+    for path in sorted(folder.glob("*.cuh")) + sorted(folder.glob("*.h")) + [folder / source]:
         digest.update(path.name.encode() + path.read_bytes())
     digest.update(" ".join((cxx, *CXXFLAGS, platform.machine(), _cpu_signature())).encode())
     target = cache_dir() / f"{Path(source).stem}-{digest.hexdigest()[:16]}.so"
