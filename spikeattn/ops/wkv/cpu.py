@@ -11,13 +11,14 @@ import functools
 
 import torch
 
+from spikeattn.ops._compile import machine_constant
 from spikeattn.ops._native import compiler, load_host_library
 
 _TAGS = {torch.float32: "f32", torch.float64: "f64"}
 _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
 
-@torch.compiler.assume_constant_result  # a fact of the machine: torch.compile bakes it in
+@machine_constant
 def is_available() -> bool:
     return compiler() is not None
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from spikeattn.ops import _cuda
+from spikeattn.ops._cuda import is_available  # re-exported: the backend table asks each backend
 
 BLOCK = 256  # threads per block; the kernels declare __launch_bounds__(256)
 _F = {torch.float32: "float", torch.float64: "double"}
@@ -25,17 +26,6 @@ def kernel_name(kind: str, dtype: torch.dtype) -> str:
 
 NAME_EXPRESSIONS = tuple(f"wkv_{kind}_kernel<{f}>" for kind in ("forward", "backward") for f in _F.values())
 
-
-def is_available() -> bool:
-    """True when CuPy imports and sees a GPU."""
-    try:
-        import cupy  # noqa: F401  (optional dependency, imported only when asked for)
-    except ImportError:
-        return False
-    try:
-        return cupy.cuda.runtime.getDeviceCount() > 0
-    except cupy.cuda.runtime.CUDARuntimeError:  # CuPy installed, but no driver or no device
-        return False
 
 
 def _launch(name: str, grid: int, block: int, args: tuple, device: torch.device) -> None:
