@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
+import torch
+
 from spikeattn._paths import kernel_dir
 from spikeattn.ops._compile import machine_constant
 
@@ -78,3 +81,30 @@ def is_available() -> bool:
         return cupy.cuda.runtime.getDeviceCount() > 0
     except cupy.cuda.runtime.CUDARuntimeError:  # CuPy installed, but no driver or no device
         return False
+
+
+BLOCK = 256  # threads per block; every kernel declares __launch_bounds__(256)
+
+
+def blocks(threads: int) -> int:
+    """Blocks of BLOCK threads that cover ``threads``."""
+    n = (threads + BLOCK - 1) // BLOCK
+    if n > 2**31 - 1:
+        raise ValueError(f"too many threads for one launch: {threads}")
+    return n
+
+
+def launch(file: str, name_expressions: tuple[str, ...], name: str, grid: int, block: int, args: tuple,
+           device: torch.device) -> None:
+    """Run kernel ``name`` of ``cuda/<file>`` on torch's current stream of ``device``."""
+    import cupy
+
+    kernel = get_function(file, name, name_expressions, device.index)
+    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
+    with cupy.cuda.Device(device.index), stream:
+        kernel((grid,), (block,), args)
+
+
+def pointer(t: torch.Tensor | None) -> np.uint64:
+    """A kernel argument for ``t``'s data (null for None or an empty tensor)."""
+    return np.uint64(0 if t is None or t.numel() == 0 else t.data_ptr())

@@ -14,6 +14,7 @@ from spikeattn.functional.neuron import CHARGE_LIF, CHARGE_PLIF, LIFParameters
 from spikeattn.ops.lif import cpu, cupy
 from spikeattn.ops.lif.op import state_dtype
 from spikeattn.ops.lif.reference import naive_lif_multi_step
+from spikeattn.ops._backends import resolve
 from spikeattn.ops._checks import check_finite
 from spikeattn.surrogate import SURROGATE_IDS, Surrogate
 
@@ -32,32 +33,14 @@ def fused_lif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, p: LIFParameters
 
 
 BACKENDS = {"torch": naive_lif_multi_step, "cpu": fused_lif_multi_step, "cupy": fused_lif_multi_step}
-_DEVICE = {"cpu": "cpu", "cupy": "cuda"}
 
 
 def resolve_backend(backend: str, x: torch.Tensor, surrogate: Surrogate) -> str:
-    """Turn ``backend`` into a runnable backend name for input ``x`` (the one place 'auto' is decided)."""
-    if backend not in (*BACKENDS, "auto"):
-        raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {backend!r}")
+    """Turn ``backend`` into a runnable backend name for input ``x``; kernels know only built-in surrogates."""
     builtin = type(surrogate).__name__ in SURROGATE_IDS and type(surrogate).__module__ == "spikeattn.surrogate"
-    if backend == "auto":
-        if not builtin:
-            return "torch"  # a user-defined surrogate has no kernel
-        if x.device.type == "cuda" and cupy.is_available():
-            return "cupy"
-        if x.device.type == "cpu" and cpu.is_available():
-            return "cpu"
-        return "torch"
-    if backend != "torch":
-        if not builtin:
-            raise ValueError(f"backend={backend!r} supports the built-in surrogates {sorted(SURROGATE_IDS)}, got {surrogate!r}")
-        if x.device.type != _DEVICE[backend]:
-            raise ValueError(f"backend={backend!r} runs on {_DEVICE[backend]} tensors, got x_seq on {x.device}")
-        if backend == "cupy" and not cupy.is_available():
-            raise RuntimeError("backend='cupy' needs CuPy and a CUDA GPU: pip install 'spikeattn[cuda]'")
-        if backend == "cpu" and not cpu.is_available():
-            raise RuntimeError("backend='cpu' needs a C++ compiler (g++) to build its kernel; use backend='torch'")
-    return backend
+    if backend in ("cpu", "cupy") and not builtin:
+        raise ValueError(f"backend={backend!r} supports the built-in surrogates {sorted(SURROGATE_IDS)}, got {surrogate!r}")
+    return resolve(backend, x, "x_seq", {"cupy": cupy, "cpu": cpu}, fast_ok=builtin)
 
 
 def lif_multi_step(

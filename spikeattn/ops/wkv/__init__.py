@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from spikeattn.ops._backends import resolve
 from spikeattn.ops._checks import check_finite
 from spikeattn.ops.wkv import cpu, cupy
 from spikeattn.ops.wkv import op as _op  # noqa: F401  (defines the torch.library ops)
@@ -24,27 +25,11 @@ def fused_wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 
 
 BACKENDS = {"torch": naive_wkv, "cpu": fused_wkv, "cupy": fused_wkv}
-_DEVICE = {"cpu": "cpu", "cupy": "cuda"}
 
 
 def resolve_backend(backend: str, k: torch.Tensor) -> str:
-    """Turn ``backend`` into a runnable backend name for input ``k`` (the one place 'auto' is decided)."""
-    if backend not in (*BACKENDS, "auto"):
-        raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {backend!r}")
-    if backend == "auto":
-        if k.device.type == "cuda" and cupy.is_available():
-            return "cupy"
-        if k.device.type == "cpu" and cpu.is_available():
-            return "cpu"
-        return "torch"
-    if backend != "torch":
-        if k.device.type != _DEVICE[backend]:
-            raise ValueError(f"backend={backend!r} runs on {_DEVICE[backend]} tensors, got k on {k.device}")
-        if backend == "cupy" and not cupy.is_available():
-            raise RuntimeError("backend='cupy' needs CuPy and a CUDA GPU: pip install 'spikeattn[cuda]'")
-        if backend == "cpu" and not cpu.is_available():
-            raise RuntimeError("backend='cpu' needs a C++ compiler (g++) to build its kernel; use backend='torch'")
-    return backend
+    """Turn ``backend`` into a runnable backend name for input ``k``."""
+    return resolve(backend, k, "k", {"cupy": cupy, "cpu": cpu})
 
 
 def wkv(w: torch.Tensor, u: torch.Tensor, k: torch.Tensor, v: torch.Tensor, backend: str = "auto") -> torch.Tensor:

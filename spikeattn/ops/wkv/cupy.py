@@ -13,7 +13,7 @@ import torch
 from spikeattn.ops import _cuda
 from spikeattn.ops._cuda import is_available  # re-exported: the backend table asks each backend
 
-BLOCK = 256  # threads per block; the kernels declare __launch_bounds__(256)
+BLOCK = _cuda.BLOCK
 _F = {torch.float32: "float", torch.float64: "double"}
 
 
@@ -29,13 +29,8 @@ NAME_EXPRESSIONS = tuple(f"wkv_{kind}_kernel<{f}>" for kind in ("forward", "back
 
 
 def _launch(name: str, grid: int, block: int, args: tuple, device: torch.device) -> None:
-    """Run kernel ``name`` of wkv.cu on torch's current stream of ``device``."""
-    import cupy
-
-    kernel = _cuda.get_function("wkv.cu", name, NAME_EXPRESSIONS, device.index)
-    stream = cupy.cuda.ExternalStream(torch.cuda.current_stream(device).cuda_stream, device.index)
-    with cupy.cuda.Device(device.index), stream:
-        kernel((grid,), (block,), args)
+    # A module-level hook: the host-emulation tests swap it for a CPU run of the same kernels.
+    _cuda.launch("wkv.cu", NAME_EXPRESSIONS, name, grid, block, args, device)
 
 
 def _alloc(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -43,15 +38,11 @@ def _alloc(shape, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.empty(shape, dtype=dtype, device=device)
 
 
-def _ptr(t: torch.Tensor) -> np.uint64:
-    return np.uint64(0 if t.numel() == 0 else t.data_ptr())
+_ptr = _cuda.pointer
 
 
-def _grid(threads: int) -> int:
-    blocks = (threads + BLOCK - 1) // BLOCK
-    if blocks > 2**31 - 1:
-        raise ValueError(f"too many (batch, channel) pairs for one launch: {threads}")
-    return blocks
+def _grid(threads: int) -> int:  # a hook too: a test shortens it to prove outputs are checked
+    return _cuda.blocks(threads)
 
 
 def cuda_wkv_forward(w, u, k, v):
