@@ -1,0 +1,196 @@
+"""The ``spikeattn`` command: train, count, generate, export, lava-run, bench.
+
+Each subcommand is a thin layer over the package (``spikeattn.train``, ``spikeattn.opcount``,
+``spikeattn.models``); heavy imports happen inside the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _overrides(pairs: list[str]) -> dict:
+    """``["T=2", "pool_stages=(0,1)"]`` -> ``{"T": 2, "pool_stages": (0, 1)}`` (Python literals, else str)."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _model(spec: str, overrides: dict | None = None):
+    """A model file written by ``spikeattn train`` or a preset name."""
+    import spikeattn as sa
+    from spikeattn.train.model_file import load_model
+
+    if Path(spec).exists():
+        return load_model(spec)
+    family = "spikegpt" if spec.startswith("spikegpt") else "spikformer"
+    if spec not in sa.models.list_presets(family):
+        raise SystemExit(f"{spec!r} is neither a model file nor a preset; presets: {sa.models.list_presets()}")
+    build = sa.models.spikegpt if family == "spikegpt" else sa.models.spikformer
+    return build(spec, **(overrides or {})).eval(), {}
+
+
+def cmd_train(args) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    import spikeattn as sa
+    from spikeattn.train.model_file import save_model
+
+    torch.manual_seed(args.seed)
+    config = sa.train.TrainConfig(
+        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=min(50, args.steps // 10),
+        out_dir=args.out, max_minutes=args.max_minutes, seed=args.seed, progress=not args.no_progress,
+    )
+    if args.family == "spikformer":
+        model = sa.models.spikformer(args.preset, **_overrides(args.set))
+        if (model.config.img_size, model.config.in_channels) != (28, 1):
+            raise SystemExit("`spikeattn train spikformer` trains on Fashion-MNIST: use a 28x28 grey preset "
+                             "(spikformer-mini-fmnist) or --set img_size=28 in_channels=1")
+        train_set = sa.data.fashion_mnist("train", root=args.data)
+        summary = sa.train.train(model, train_set, config, eval_set=sa.data.fashion_mnist("test", root=args.data))
+        extra = {}
+    else:
+        from spikeattn.data.text import CharCorpus, TextWindows, shakespeare_text
+
+        corpus = CharCorpus(Path(args.data).read_text(encoding="utf-8") if args.data else shakespeare_text(), 0.05)
+        model = sa.models.spikegpt(args.preset, vocab_size=corpus.vocab_size, **_overrides(args.set))
+        block = model.config.context
+        train_set = TextWindows(corpus.train, block, n_windows=args.steps * args.batch_size, seed=args.seed)
+        eval_set = TextWindows(corpus.val[: 256 * block + 1], block)
+        loss = lambda logits, y: F.cross_entropy(logits.flatten(0, 1), y.flatten())  # noqa: E731
+        summary = sa.train.train(model, train_set, config, eval_set=eval_set, loss_fn=loss)
+        extra = {"chars": corpus.chars}
+    path = save_model(model, Path(args.out) / "model.pt", **extra)
+    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=1, default=str))
+    print(f"model saved to {path}")
+
+
+def cmd_count(args) -> None:
+    import torch
+
+    import spikeattn as sa
+
+    model, _ = _model(args.model, _overrides(args.set))
+    if args.input_shape:
+        shape = tuple(args.input_shape)
+    elif hasattr(model.config, "img_size"):
+        c = model.config
+        shape = (args.batch, c.in_channels, c.img_size, c.img_size)
+    else:
+        shape = (args.batch, 64)
+    g = torch.Generator().manual_seed(0)
+    if hasattr(model.config, "vocab_size"):
+        x = torch.randint(0, model.config.vocab_size, shape, generator=g)
+    else:
+        x = torch.rand(shape, generator=g)
+    report = sa.opcount.count(model, x)
+    print(report.table())
+    for profile in args.profile:
+        print(f"energy ({profile}): {report.energy(profile)['total']['total_j']:.4g} J")
+    if args.json:
+        print(f"wrote {report.to_json(args.json)}")
+    if args.plot:
+        print(f"wrote {report.plot(args.plot)}")
+
+
+def cmd_generate(args) -> None:
+    import torch
+
+    model, extra = _model(args.model)
+    chars = extra.get("chars")
+    if chars is None or not hasattr(model, "generate"):
+        raise SystemExit(f"{args.model}: generate needs a SpikeGPT model file written by `spikeattn train spikegpt`")
+    index = {ch: i for i, ch in enumerate(chars)}
+    prompt = [index[ch] for ch in args.prompt if ch in index] or [0]
+    out = model.generate(torch.tensor([prompt]), args.tokens, temperature=args.temperature, top_k=args.top_k,
+                         seed=args.seed)
+    print("".join(chars[i] for i in out[0].tolist()))
+
+
+def cmd_export(args) -> None:
+    import spikeattn as sa
+
+    export = getattr(sa, "export", None)
+    if export is None:
+        raise SystemExit("spikeattn.export is not available in this version: Lava export is not built yet")
+    raise SystemExit("spikeattn export: the exporter API is not wired to the command line yet")
+
+
+def cmd_bench(args) -> None:
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / f"bench_{args.op}.py"
+    if not script.is_file():
+        raise SystemExit(f"benchmarks live in the source tree; {script} not found (run from a git checkout)")
+    raise SystemExit(subprocess.call([sys.executable, str(script), *args.rest]))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="spikeattn", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model preset and save it as one file")
+    t.add_argument("family", choices=("spikformer", "spikegpt"))
+    t.add_argument("--preset", help="preset name (default: the family's small demo preset)")
+    t.add_argument("--data", help="Fashion-MNIST folder (spikformer) or a UTF-8 text file (spikegpt)")
+    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    t.add_argument("--steps", type=int, default=500)
+    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--lr", type=float, default=2e-3)
+    t.add_argument("--max-minutes", type=float, default=None)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", default="runs/cli")
+    t.add_argument("--no-progress", action="store_true")
+    t.set_defaults(func=cmd_train)
+
+    c = sub.add_parser("count", help="count operations and energy of a model file or preset")
+    c.add_argument("model", help="a model file or a preset name")
+    c.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="preset overrides")
+    c.add_argument("--input-shape", type=int, nargs="+", help="default: a batch of the model's input")
+    c.add_argument("--batch", type=int, default=2)
+    c.add_argument("--profile", nargs="*", default=["45nm", "loihi"])
+    c.add_argument("--json", help="write the report as JSON here")
+    c.add_argument("--plot", help="write a PNG plot here")
+    c.set_defaults(func=cmd_count)
+
+    g = sub.add_parser("generate", help="sample text from a SpikeGPT model file (recurrent mode)")
+    g.add_argument("model")
+    g.add_argument("--prompt", default="\n")
+    g.add_argument("--tokens", type=int, default=200)
+    g.add_argument("--temperature", type=float, default=0.8)
+    g.add_argument("--top-k", type=int, default=20)
+    g.add_argument("--seed", type=int, default=0)
+    g.set_defaults(func=cmd_generate)
+
+    for name in ("export", "lava-run"):
+        e = sub.add_parser(name, help="Lava export / run (needs spikeattn.export)")
+        e.add_argument("args", nargs="*")
+        e.set_defaults(func=cmd_export)
+
+    b = sub.add_parser("bench", help="run benchmarks/bench_<op>.py from the source tree")
+    b.add_argument("op", choices=("lif", "attention", "wkv", "opcount"))
+    b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
+    b.set_defaults(func=cmd_bench)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "preset", "unset") is None:
+        args.preset = "spikformer-mini-fmnist" if args.family == "spikformer" else "spikegpt-demo"
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""The `spikeattn` command: every subcommand's help, counting a preset, a train -> count/generate round trip, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from spikeattn.cli import build_parser, main
+from spikeattn.train.model_file import load_model
+
+
+@pytest.mark.parametrize("command", ["train", "count", "generate", "export", "lava-run", "bench"])
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"])
+    assert exit_.value.code == 0
+    assert "usage: spikeattn" in capsys.readouterr().out
+
+
+def test_console_script_entry_point():
+    out = subprocess.run([sys.executable, "-m", "spikeattn.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "count" in out.stdout
+
+
+def test_count_preset(capsys, tmp_path):
+    main(["count", "spikformer-mini-fmnist", "--json", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert "total" in out and "energy (45nm)" in out and "energy (loihi)" in out
+    assert (tmp_path / "r.json").stat().st_size > 0
+
+
+def test_unknown_preset():
+    with pytest.raises(SystemExit, match="neither a model file nor a preset"):
+        main(["count", "spikformer-9-9999"])
+
+
+def test_set_parses_literals():
+    args = build_parser().parse_args(["count", "spikformer-mini-fmnist", "--set", "T=2", "pool_stages=(0,1)"])
+    from spikeattn.cli import _overrides
+
+    assert _overrides(args.set) == {"T": 2, "pool_stages": (0, 1)}
+
+
+def test_train_spikformer_then_count(tmp_path, capsys):
+    torch.set_num_threads(1)
+    main(["train", "spikformer", "--steps", "2", "--batch-size", "8", "--set", "T=1", "--out", str(tmp_path),
+          "--no-progress"])
+    model, _ = load_model(tmp_path / "model.pt")
+    assert model.config.T == 1
+    main(["count", str(tmp_path / "model.pt")])
+    assert "total" in capsys.readouterr().out
+
+
+def test_train_spikegpt_then_generate(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("to be or not to be, that is the question. " * 40)
+    main(["train", "spikegpt", "--data", str(text), "--steps", "2", "--batch-size", "4",
+          "--set", "n_layers=1", "dim=32", "context=16", "--out", str(tmp_path), "--no-progress"])
+    capsys.readouterr()
+    main(["generate", str(tmp_path / "model.pt"), "--prompt", "to be", "--tokens", "10"])
+    sample = capsys.readouterr().out.strip()
+    assert sample.startswith("to be") and len(sample) == len("to be") + 10
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(SystemExit, match="neither a model file nor a preset"):
+        main(["generate", str(tmp_path / "missing.pt")])
+
+
+def test_generate_needs_a_spikegpt_model():
+    with pytest.raises(SystemExit, match="needs a SpikeGPT model file"):
+        main(["generate", "spikformer-mini-fmnist"])
+
+
+def test_corrupt_model_file(tmp_path):
+    from spikeattn.train.checkpoint import CheckpointError
+
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(CheckpointError, match="cannot read this model file"):
+        main(["count", str(bad)])
