@@ -55,3 +55,20 @@ def test_sdsa_has_no_attention_matmul():
     # Only the two projections are matmuls; the token mixing is masks and sums (elementwise, ignored).
     assert r.total("mac") == 2 * 3 * 5 * 16 * (48 + 16)
     assert r.total("pairs") == 0 and r.total("real_mac") == 0
+
+
+def test_spikegpt_projections_on_layernorm_output_are_macs_not_acs():
+    """REFERENCE §3: SpikeGPT's projections read LayerNorm outputs (real numbers): dense MACs, zero SOPs."""
+    models = pytest.importorskip("spikeattn.models")
+    torch.manual_seed(0)
+    B, T, dim = 2, 16, 32
+    model = models.spikegpt("spikegpt-demo", vocab_size=50, n_layers=1, dim=dim, context=T)
+    report = count(model, torch.randint(0, 50, (B, T)))
+    linears = {p: row for p, row in report.by_module.items() if report.module_types.get(p) == "Linear"}
+    assert len(linears) == 8  # key/value/receptance/output, ffn key/receptance/value, head
+    for path, row in linears.items():
+        assert row["sop"] == 0 and row["real_mac"] == row["mac"] > 0, path
+    assert report.by_module["blocks.0.att.key"]["mac"] == B * T * dim * dim
+    assert report.by_module["blocks.0.ffn.key"]["mac"] == B * T * dim * 4 * dim
+    for lif in ("blocks.0.lif_att", "blocks.0.lif_ffn"):
+        assert report.by_module[lif]["neuron"] == B * T * dim  # one update per channel per token
