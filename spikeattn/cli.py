@@ -7,7 +7,6 @@ Each subcommand is a thin layer over the package (``spikeattn.train``, ``spikeat
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import subprocess
 import sys
@@ -15,17 +14,12 @@ from pathlib import Path
 
 
 def _overrides(pairs: list[str]) -> dict:
-    """``["T=2", "pool_stages=(0,1)"]`` -> ``{"T": 2, "pool_stages": (0, 1)}`` (Python literals, else str)."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects key=value, got {pair!r}")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value
-    return out
+    from spikeattn.models import parse_overrides
+
+    try:
+        return parse_overrides(pairs)
+    except ValueError as e:
+        raise SystemExit(f"--set: {e}") from None
 
 
 def _model(spec: str, overrides: dict | None = None):

@@ -1,0 +1,35 @@
+"""examples/train_spikformer.py --quick: trains above chance, and the saved file rebuilds the same model."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_quick_run_and_reload(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = importlib.import_module("train_spikformer")
+    threads = torch.get_num_threads()
+    try:
+        model, result = example.run(example.parse_args(["--quick", "--threads", "1", "--out", str(tmp_path), "--no-progress"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert result["test_acc"] > 0.25, result  # 10 classes: chance is 0.10
+    loaded, extra = example.load(tmp_path / "model.pt")
+    assert extra["test_acc"] == result["test_acc"]
+    x = torch.rand(3, 1, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))
+
+
+def test_bad_override(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = importlib.import_module("train_spikformer")
+    with pytest.raises(ValueError, match="key=value"):
+        example.run(example.parse_args(["--quick", "--set", "T"]))
