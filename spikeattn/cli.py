@@ -36,6 +36,32 @@ def _model(spec: str, overrides: dict | None = None):
     return build(spec, **(overrides or {})).eval(), {}
 
 
+# examples/train_spikformer.py's recipe for the 28x28 preset (keep the two in step): T=2 and pooling in
+# the first two SPS stages fit the CPU budget; BN statistics are re-estimated after training.
+SPIKFORMER_DEFAULT_SET = ["T=2", "pool_stages=0,1"]
+
+
+def _recalibrate_bn(model, dataset, batches: int = 40, batch_size: int = 256) -> None:
+    """Exact BatchNorm running statistics for the final weights (a no-grad train-mode pass)."""
+    import torch
+    from torch import nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the pass
+    model.train()
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
+                                         generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for _, (x, _) in zip(range(batches), loader):
+            model(x)
+    for m, momentum in zip(bns, saved):
+        m.momentum = momentum
+    model.eval()
+
+
 def cmd_train(args) -> None:
     import torch
     import torch.nn.functional as F
@@ -49,24 +75,31 @@ def cmd_train(args) -> None:
         out_dir=args.out, max_minutes=args.max_minutes, seed=args.seed, progress=not args.no_progress,
     )
     if args.family == "spikformer":
-        model = sa.models.spikformer(args.preset, **_overrides(args.set))
+        pairs = SPIKFORMER_DEFAULT_SET if args.set is None and args.preset == "spikformer-mini-fmnist" else args.set
+        model = sa.models.spikformer(args.preset, **_overrides(pairs or []))
         if (model.config.img_size, model.config.in_channels) != (28, 1):
             raise SystemExit("`spikeattn train spikformer` trains on Fashion-MNIST: use a 28x28 grey preset "
                              "(spikformer-mini-fmnist) or --set img_size=28 in_channels=1")
-        train_set = sa.data.fashion_mnist("train", root=args.data)
-        summary = sa.train.train(model, train_set, config, eval_set=sa.data.fashion_mnist("test", root=args.data))
-        extra = {}
+        train_set = sa.data.fashion_mnist("train", root=args.data, limit=args.limit)
+        test_set = sa.data.fashion_mnist("test", root=args.data, limit=args.limit)
+        summary = sa.train.train(model, train_set, config, eval_set=test_set)
+        _recalibrate_bn(model, train_set, batches=min(40, -(-len(train_set) // 256)))
+        with torch.no_grad():
+            correct = sum((model(x).argmax(-1) == y).sum().item()
+                          for x, y in torch.utils.data.DataLoader(test_set, batch_size=500))
+        summary["test_acc"] = correct / len(test_set)
+        extra = {"test_acc": summary["test_acc"], "preset": args.preset, "overrides": _overrides(pairs or [])}
     else:
         from spikeattn.data.text import CharCorpus, TextWindows, shakespeare_text
 
         corpus = CharCorpus(Path(args.data).read_text(encoding="utf-8") if args.data else shakespeare_text(), 0.05)
-        model = sa.models.spikegpt(args.preset, vocab_size=corpus.vocab_size, **_overrides(args.set))
+        model = sa.models.spikegpt(args.preset, vocab_size=corpus.vocab_size, **_overrides(args.set or []))
         block = model.config.context
         train_set = TextWindows(corpus.train, block, n_windows=args.steps * args.batch_size, seed=args.seed)
         eval_set = TextWindows(corpus.val[: 256 * block + 1], block)
         loss = lambda logits, y: F.cross_entropy(logits.flatten(0, 1), y.flatten())  # noqa: E731
         summary = sa.train.train(model, train_set, config, eval_set=eval_set, loss_fn=loss)
-        extra = {"chars": corpus.chars}
+        extra = {"chars": corpus.chars, "preset": args.preset, "overrides": _overrides(args.set or [])}
     path = save_model(model, Path(args.out) / "model.pt", **extra)
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=1, default=str))
     print(f"model saved to {path}")
@@ -114,13 +147,51 @@ def cmd_generate(args) -> None:
     print("".join(chars[i] for i in out[0].tolist()))
 
 
-def cmd_export(args) -> None:
-    import spikeattn as sa
+def _export_module():
+    """``spikeattn.export`` or a clear exit: it is an optional part of the package."""
+    import importlib.util
 
-    export = getattr(sa, "export", None)
-    if export is None:
-        raise SystemExit("spikeattn.export is not available in this version: Lava export is not built yet")
-    raise SystemExit("spikeattn export: the exporter API is not wired to the command line yet")
+    if importlib.util.find_spec("spikeattn.export") is None:
+        raise SystemExit("spikeattn.export is not available in this installation: Lava export is not built")
+    import spikeattn.export as export
+
+    return export
+
+
+def cmd_export(args) -> None:
+    import torch
+
+    export = _export_module()
+    model, _ = _model(args.model, _overrides(args.set))
+    if args.input_shape:
+        shape = tuple(args.input_shape)
+    elif hasattr(model.config, "img_size") and hasattr(model.config, "T"):
+        c = model.config
+        shape = (c.T, 1, c.in_channels, c.img_size, c.img_size)
+    else:
+        raise SystemExit("--input-shape T B ... is needed for this model")
+    try:
+        artifact = export.to_lava(model, args.out, torch.zeros(shape))
+    except export.NotExportable as e:
+        raise SystemExit(f"{args.model}: {e}") from None
+    print(f"wrote Lava artifact {artifact.path} (input per sample {artifact.input_shape})")
+
+
+def cmd_lava_run(args) -> None:
+    import numpy as np
+
+    export = _export_module()
+    if not Path(args.artifact).is_dir():
+        raise SystemExit(f"artifact folder not found: {args.artifact}")
+    if not Path(args.input).is_file():
+        raise SystemExit(f"input file not found: {args.input} (a [T, B, ...] .npy array)")
+    try:
+        output = export.run_lava(args.artifact, np.load(args.input), fixed_point=args.fixed_point,
+                                 timeout=args.timeout)
+    except (export.LavaError, ValueError) as e:
+        raise SystemExit(f"lava-run: {e}") from None
+    np.save(args.out, output)
+    print(f"output {tuple(output.shape)}, {int((output != 0).sum())} non-zero values; saved to {args.out}")
 
 
 def cmd_bench(args) -> None:
@@ -138,8 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("family", choices=("spikformer", "spikegpt"))
     t.add_argument("--preset", help="preset name (default: the family's small demo preset)")
     t.add_argument("--data", help="Fashion-MNIST folder (spikformer) or a UTF-8 text file (spikegpt)")
-    t.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="config overrides")
+    t.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
+                   help=f"config overrides (spikformer-mini-fmnist default: {' '.join(SPIKFORMER_DEFAULT_SET)})")
     t.add_argument("--steps", type=int, default=500)
+    t.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (spikformer)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--lr", type=float, default=2e-3)
     t.add_argument("--max-minutes", type=float, default=None)
@@ -167,10 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.set_defaults(func=cmd_generate)
 
-    for name in ("export", "lava-run"):
-        e = sub.add_parser(name, help="Lava export / run (needs spikeattn.export)")
-        e.add_argument("args", nargs="*")
-        e.set_defaults(func=cmd_export)
+    e = sub.add_parser("export", help="export a model file or preset to a Lava artifact folder (spikeattn.export)")
+    e.add_argument("model", help="a model file or a preset name")
+    e.add_argument("--out", default="runs/lava", help="artifact folder")
+    e.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="preset overrides")
+    e.add_argument("--input-shape", type=int, nargs="+", help="example input [T, B, ...] (default: from the config)")
+    e.set_defaults(func=cmd_export)
+
+    r = sub.add_parser("lava-run", help="run a Lava artifact on a [T, B, ...] .npy input in .venv-lava")
+    r.add_argument("artifact", help="folder written by `spikeattn export`")
+    r.add_argument("--input", required=True, help=".npy array [T, B, *input_shape]")
+    r.add_argument("--out", default="lava_output.npy")
+    r.add_argument("--fixed-point", action="store_true", help="Loihi-style integer models (experimental)")
+    r.add_argument("--timeout", type=float, default=120)
+    r.set_defaults(func=cmd_lava_run)
 
     b = sub.add_parser("bench", help="run benchmarks/bench_<op>.py from the source tree")
     b.add_argument("op", choices=("lif", "attention", "wkv", "opcount"))

@@ -46,10 +46,12 @@ def test_set_parses_literals():
 
 def test_train_spikformer_then_count(tmp_path, capsys):
     torch.set_num_threads(1)
-    main(["train", "spikformer", "--steps", "2", "--batch-size", "8", "--set", "T=1", "--out", str(tmp_path),
-          "--no-progress"])
-    model, _ = load_model(tmp_path / "model.pt")
+    main(["train", "spikformer", "--steps", "2", "--batch-size", "8", "--set", "T=1", "--limit", "64",
+          "--out", str(tmp_path), "--no-progress"])
+    model, extra = load_model(tmp_path / "model.pt")
     assert model.config.T == 1
+    assert extra["preset"] == "spikformer-mini-fmnist" and extra["overrides"] == {"T": 1}
+    assert 0.0 <= extra["test_acc"] <= 1.0
     main(["count", str(tmp_path / "model.pt")])
     assert "total" in capsys.readouterr().out
 
@@ -82,3 +84,25 @@ def test_corrupt_model_file(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(CheckpointError, match="cannot read this model file"):
         main(["count", str(bad)])
+
+
+def test_export_errors(tmp_path):
+    pytest.importorskip("spikeattn.export")
+    with pytest.raises(SystemExit, match="cannot be exported"):
+        main(["export", "spikformer-mini-fmnist", "--out", str(tmp_path / "art")])
+    with pytest.raises(SystemExit, match="neither a model file nor a preset"):
+        main(["export", str(tmp_path / "missing.pt")])
+
+
+def test_lava_run_errors(tmp_path):
+    pytest.importorskip("spikeattn.export")
+    with pytest.raises(SystemExit, match="artifact folder not found"):
+        main(["lava-run", str(tmp_path / "none"), "--input", str(tmp_path / "x.npy")])
+    with pytest.raises(SystemExit, match="input file not found"):
+        main(["lava-run", str(tmp_path), "--input", str(tmp_path / "x.npy")])
+
+
+def test_bench_unknown_op():
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "nope"])
+    assert exit_.value.code == 2  # argparse: invalid choice
