@@ -11,14 +11,12 @@ ckpt.pt (full training state, for --resume), metrics.jsonl, summary.json, curves
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 import spikeattn as sa
 from spikeattn.data import fashion_mnist
@@ -41,8 +39,7 @@ def parse_args(argv=None):
                    help=f"preset overrides, Python literals (default: {' '.join(DEFAULT_SET)})")
     p.add_argument("--quick", action="store_true", help="a few hundred images and a few dozen steps (CI)")
     p.add_argument("--epochs", type=int, default=2)
-    p.add_argument("--steps", type=int, default=None,
-                   help="optimizer steps (default: --epochs, cut to what fits in --max-minutes so the cosine ends at 0)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps instead of --epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the recorded 82%% run used 2)")
@@ -65,24 +62,6 @@ def build_model(preset: str, overrides: dict) -> nn.Module:
 def load(path) -> tuple[nn.Module, dict]:
     """The model saved by ``run`` (eval mode) and its extra entries (test accuracy...)."""
     return load_model(path)
-
-
-def steps_that_fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seconds: float) -> int:
-    """How many training steps on batches like ``(x [B, 1, 28, 28], y [B])`` fit in ``seconds``.
-
-    Times a throw-away copy (median of 3 steps after a warm-up one), so the cosine schedule can be
-    sized to the time budget: a run cut short by --max-minutes would stop with the lr still high.
-    """
-    probe = copy.deepcopy(model).train()
-    opt = torch.optim.AdamW(probe.parameters())
-    times = []
-    for _ in range(4):
-        start = time.perf_counter()
-        F.cross_entropy(probe(x), y).backward()
-        opt.step()
-        opt.zero_grad()
-        times.append(time.perf_counter() - start)
-    return max(1, int(seconds / sorted(times[1:])[1]))
 
 
 @torch.no_grad()
@@ -130,26 +109,20 @@ def run(args) -> tuple[nn.Module, dict]:
     train_set = fashion_mnist("train", root=args.data, limit=train_limit)
     test_set = fashion_mnist("test", root=args.data, limit=test_limit)
 
-    start, cpu_start = time.perf_counter(), time.process_time()
     torch.manual_seed(args.seed)
     model = build_model(args.preset, overrides)
-    batch_size = 32 if args.quick else args.batch_size
     steps = 60 if args.quick else args.steps
-    if steps is None and args.max_minutes and not args.resume:  # --resume: pass the first run's --steps
-        x, y = next(iter(torch.utils.data.DataLoader(train_set, batch_size=batch_size)))
-        # 15% slack for data loading, logging, and other jobs on the cores
-        fit = steps_that_fit(model, x, y, 0.85 * 60 * args.max_minutes)
-        steps = min(fit, args.epochs * (len(train_set) // batch_size))
     config = TrainConfig(
-        steps=steps, epochs=args.epochs, batch_size=batch_size,
+        steps=steps, epochs=args.epochs, batch_size=32 if args.quick else args.batch_size,
         lr=args.lr, weight_decay=0.01, warmup_steps=5 if args.quick else 100, grad_clip=1.0,
         eval_every=0, log_every=10 if args.quick else 50, checkpoint_every=0 if args.quick else 300,
         out_dir=args.out, seed=args.seed, resume=args.resume, max_minutes=args.max_minutes,
         progress=not args.no_progress,
     )
     print(f"{args.preset} {overrides}: {model.num_params()} parameters, "
-          f"{len(train_set)} train / {len(test_set)} test images, {config.steps or 'all'} steps, {args.threads} threads")
+          f"{len(train_set)} train / {len(test_set)} test images, {args.threads} threads")
 
+    start, cpu_start = time.perf_counter(), time.process_time()
     summary = train(model, train_set, config, eval_set=test_set)
     train_s = time.perf_counter() - start
     recalibrate_bn(model, train_set, batches=5 if args.quick else 40)
@@ -159,8 +132,7 @@ def run(args) -> tuple[nn.Module, dict]:
               "steps": summary["steps"], "epochs": summary["epochs"], "stopped_early": summary["stopped_early"],
               "train_wall_s": train_s, "wall_s": time.perf_counter() - start,
               "cpu_s": time.process_time() - cpu_start, "threads": args.threads}
-    # preset + overrides say how to rebuild it by name; model_config (inside) rebuilds it exactly
-    save_model(model, Path(args.out) / "model.pt", preset=args.preset, overrides=overrides, test_acc=acc)
+    save_model(model, Path(args.out) / "model.pt", preset=args.preset, test_acc=acc)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2, default=list) + "\n")
     print(f"test accuracy {acc:.4f} on {len(test_set)} images ({summary['final_eval_acc']:.4f} before BN "
           f"recalibration) after {summary['steps']} steps ({summary['epochs']:.2f} epochs) in "
