@@ -1,0 +1,60 @@
+"""Command-line entry of the Lava runtime (run it with .venv-lava's Python 3.10):
+
+    python hardware/lava/run.py ARTIFACT --input x.npy --out y.npz [--fixed-point] [--record-all]
+
+Reads ``x [T, B, ...]``, runs the artifact's graph in Lava (Loihi2SimCfg, floating or fixed
+point) and writes ``y.npz`` with ``output`` (``[T, B, ...]``) and, with --record-all,
+``layer/<node>`` for every node. Errors go to stderr with exit status 2 (bad artifact or input)
+or 1 (anything Lava raised). Imports lava and numpy only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import traceback
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("artifact")
+    ap.add_argument("--input", required=True, help=".npy file [T, B, ...] (float32)")
+    ap.add_argument("--out", required=True, help=".npz file to write")
+    ap.add_argument("--fixed-point", action="store_true")
+    ap.add_argument("--record-all", action="store_true")
+    args = ap.parse_args(argv)
+
+    import numpy as np
+
+    import artifact
+
+    try:
+        graph, weights = artifact.load(args.artifact)
+        x = np.load(args.input, allow_pickle=False).astype(np.float32)
+        artifact.check_input(graph, x)
+    except (ValueError, OSError) as e:
+        print(f"lava runtime: {e}", file=sys.stderr)
+        return 2
+    import network  # imports lava: after the cheap checks
+
+    t0 = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(prefix="lava-rec-") as rec:
+            traces = network.run(graph, weights, x, args.fixed_point, rec, args.record_all)
+    except Exception:  # any Lava failure: report it whole, the caller shows it
+        traceback.print_exc()
+        return 1
+    out = {"output": traces[graph["output"]], "seconds": np.float64(time.perf_counter() - t0)}
+    if args.record_all:
+        out.update({f"layer/{k}": v for k, v in traces.items()})
+    tmp = args.out + ".part.npz"
+    np.savez(tmp, **out)
+    os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""``to_lava`` (export) and ``run_lava`` (run the artifact in ``.venv-lava`` through a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from spikeattn._paths import hardware_dir
+from spikeattn.export.artifact import LavaArtifact, open_artifact, write
+from spikeattn.export.graph import build_graph, fold_batchnorm
+
+
+class LavaError(RuntimeError):
+    """The Lava runtime is missing, timed out, or failed (the message carries its stderr)."""
+
+
+def to_lava(model: nn.Module, path: str | os.PathLike, example_input: torch.Tensor) -> LavaArtifact:
+    """Export a feed-forward SNN to a torch-free Lava artifact folder.
+
+    Args:
+        model: the pattern of ``spikeattn.export.PerStep`` (Sequential of Linear, PerStep(Conv2d,
+            BatchNorm, pooling, Flatten), LIF/IF/PLIF in step mode 'm'); BatchNorm must be in eval mode.
+        path: folder to write ``graph.json`` and ``weights.npz`` into.
+        example_input: ``[T, B, ...]``; fixes the per-sample input shape.
+
+    Returns:
+        LavaArtifact. Raises NotExportable listing every unsupported module.
+
+    Example:
+        >>> art = to_lava(net.eval(), "out/net.lava", x[:, :1])
+    """
+    graph, arrays = build_graph(fold_batchnorm(model), example_input)
+    return write(path, graph, arrays)
+
+
+def lava_python() -> Path:
+    """The Python of the Lava env: ``$SPIKEATTN_LAVA_PYTHON`` or ``<repo>/.venv-lava/bin/python``."""
+    env = os.environ.get("SPIKEATTN_LAVA_PYTHON")
+    return Path(env) if env else hardware_dir().parent / ".venv-lava" / "bin" / "python"
+
+
+def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarray, fixed_point: bool = False,
+             timeout: float = 120, return_layers: bool = False):
+    """Run an artifact in Lava (Loihi2SimCfg) for ``T`` steps on every sample of the batch.
+
+    Args:
+        artifact: a LavaArtifact or its folder.
+        input_spikes: ``[T, B, *input_shape]`` numpy array (cast to float32).
+        fixed_point: run the Loihi-style integer models (experimental; see hardware/lava/quantize.py).
+        timeout: seconds before the subprocess is killed.
+        return_layers: also return ``{node name: [T, B, ...] spikes/values}`` for every node.
+
+    Returns:
+        ``output [T, B, ...]`` float32, or ``(output, layers)`` with ``return_layers``.
+    """
+    art = artifact if isinstance(artifact, LavaArtifact) else open_artifact(artifact)
+    x = np.asarray(input_spikes)
+    if x.ndim != 2 + len(art.input_shape) or tuple(x.shape[2:]) != art.input_shape:
+        raise ValueError(f"input_spikes must be [T, B, {', '.join(map(str, art.input_shape))}] for this artifact, "
+                         f"got shape {tuple(x.shape)}")
+    if not np.isfinite(x).all():
+        raise ValueError("input_spikes holds NaN or inf")
+    py = lava_python()
+    if not py.is_file():
+        raise LavaError(f"the Lava environment is missing ({py}); build it with `make lava-env`")
+    runner = hardware_dir() / "lava" / "run.py"
+    with tempfile.TemporaryDirectory(prefix="spikeattn-lava-") as tmp:
+        inp, out = os.path.join(tmp, "input.npy"), os.path.join(tmp, "out.npz")
+        np.save(inp, x.astype(np.float32))
+        cmd = [str(py), str(runner), str(art.path), "--input", inp, "--out", out]
+        cmd += ["--fixed-point"] * fixed_point + ["--record-all"] * return_layers
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
+        except subprocess.TimeoutExpired:
+            raise LavaError(f"the Lava runtime did not finish within timeout={timeout} s (killed)") from None
+        if proc.returncode != 0:
+            what = "rejected the artifact or input" if proc.returncode == 2 else f"failed (exit status {proc.returncode})"
+            raise LavaError(f"the Lava runtime {what}:\n{proc.stderr.strip()[-4000:]}")
+        with np.load(out, allow_pickle=False) as z:
+            output = z["output"]
+            layers = {k[len("layer/"):]: z[k] for k in z.files if k.startswith("layer/")}
+    return (output, layers) if return_layers else output
