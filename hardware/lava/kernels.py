@@ -12,6 +12,8 @@ import numpy as np
 
 import ops_float as F
 
+KNOWN_OPS = ("linear", "conv2d", "maxpool2d", "avgpool2d", "reshape", "ssa", "merge_heads", "to_tokens",
+             "sdsa_kv", "sdsa_mask", "add", "readout", "lif")
 SYNAPSES = ("linear", "conv2d", "ssa", "sdsa_kv", "readout")  # one step of delay each, as Lava Dense/Conv
 
 

@@ -17,7 +17,7 @@ from lava.magma.core.run_configs import Loihi2SimCfg
 
 import processes as P
 import quantize
-from kernels import SYNAPSES
+from kernels import KNOWN_OPS, SYNAPSES
 
 
 def schedule(graph: dict) -> dict:
@@ -37,6 +37,10 @@ def schedule(graph: dict) -> dict:
 def run(graph: dict, weights: dict, x: np.ndarray, fixed_point: bool, record_dir: str, record_all: bool) -> dict:
     """Run ``x [T, B, ...]`` through the graph. Returns ``{name: [T, B, ...] float array}``."""
     mode = "fixed" if fixed_point else "float"
+    # Checked here: an error raised inside a Lava process model would hang the run instead.
+    unknown = [(n["name"], n["op"]) for n in graph["nodes"][1:] if n["op"] not in KNOWN_OPS]
+    if unknown:
+        raise ValueError(f"this runtime has no kernel for nodes {unknown}")
     t_steps, batch = x.shape[:2]
     sched = schedule(graph)
     out_name = graph["output"]

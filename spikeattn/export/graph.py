@@ -104,7 +104,7 @@ def _flatten(m: nn.Flatten, per_step: bool):
 def _neuron(m, per_step: bool):
     if per_step or m.step_mode != "m":
         raise ValueError("neurons must run in step mode 'm' on [T, B, ...] (outside PerStep)")
-    decay = float(m.decay(torch.float32))          # tau (LIF), 1 (IF), k = 1/tau as float32 (PLIF)
+    decay = float(torch.as_tensor(m.decay(torch.float32)).detach())        # tau (LIF), 1 (IF), k = 1/tau as float32 (PLIF)
     return "lif", {"mode": int(m.mode), "decay": decay, "v_th": float(m.v_th),
                    "v_reset": None if m.v_reset is None else float(m.v_reset),
                    "decay_input": bool(m.decay_input)}, {}

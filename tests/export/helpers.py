@@ -1,0 +1,73 @@
+"""Shared by the export tests: the Lava skip, small SNNs, Fashion-MNIST input, torch layer traces."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import spikeattn.neuron as N
+from spikeattn.data import fashion_mnist
+from spikeattn.export import PerStep
+from spikeattn.export.lava import lava_python
+
+
+def require_lava():
+    if not lava_python().is_file():
+        pytest.skip(f"Lava env missing ({lava_python()}): run `make lava-env`")
+
+
+def fashion_input(n: int, t: int) -> torch.Tensor:
+    """Direct encoding: the first ``n`` normalised test images repeated ``t`` times -> ``[T, n, 1, 28, 28]``."""
+    images = fashion_mnist("test", limit=n).images
+    return images.unsqueeze(0).repeat(t, 1, 1, 1, 1)
+
+
+def scale_weights(net: nn.Module, gain: float) -> nn.Module:
+    # Default init gives almost no spikes on few steps; a gain makes every layer fire.
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, (nn.Linear, nn.Conv2d)):
+                m.weight.mul_(gain)
+    return net
+
+
+def mlp(neuron=lambda: N.LIF(tau=2.0), hidden: int = 64) -> nn.Module:
+    torch.manual_seed(0)
+    net = nn.Sequential(PerStep(nn.Flatten()), nn.Linear(784, hidden), neuron(), nn.Linear(hidden, 10), neuron())
+    return scale_weights(net, 3.0).eval()
+
+
+def conv_bn() -> nn.Module:
+    """Conv + BN (eval, non-trivial statistics) + max/avg pooling; neurons of every reset kind."""
+    torch.manual_seed(1)
+    net = nn.Sequential(
+        PerStep(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)), N.LIF(tau=2.0),
+        PerStep(nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, stride=2), nn.BatchNorm2d(8)), N.IF(v_reset=None),
+        PerStep(nn.AvgPool2d(2), nn.Flatten()), nn.Linear(8 * 3 * 3, 10), N.LIF(tau=3.0, decay_input=False),
+    )
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):   # running stats as after training: not 0/1
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(0.0, 0.5)
+    return scale_weights(net, 2.0).eval()
+
+
+def torch_layers(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """``{module path: [T, B, features] output}`` of every leaf, named as the exporter names its nodes."""
+    t, b = x.shape[:2]
+    out, hooks = {}, []
+    for path, m in model.named_modules():
+        if not list(m.children()):
+            # PerStep layers see [T*B, ...], the others [T, B, ...]: flatten the sample dims.
+            hooks.append(m.register_forward_hook(
+                lambda mod, a, y, path=path: out.__setitem__(path, y.detach().reshape(t, b, -1))))
+    N.reset(model)
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    N.reset(model)
+    return out
