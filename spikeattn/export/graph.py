@@ -39,8 +39,11 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     .. math:: W' = W \\gamma / \\sqrt{\\sigma^2 + \\epsilon}, \\quad b' = (b - \\mu) \\gamma / \\sqrt{\\sigma^2 + \\epsilon} + \\beta
 
     Folding is done in float64 and rounded once to float32; the BN becomes ``nn.Identity``. Run the
-    folded copy in torch to compare spikes bit for bit with the exported graph.
+    folded copy in torch to compare spikes bit for bit with the exported graph. Resets ``model``'s neurons.
     """
+    from spikeattn.neuron.base import reset
+
+    reset(model)   # a membrane left from training is part of an autograd graph: it cannot be copied
     model = copy.deepcopy(model)
     for parent in model.modules():
         if not isinstance(parent, CONTAINERS):
