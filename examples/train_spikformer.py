@@ -24,10 +24,13 @@ from spikeattn.train import TrainConfig, train
 from spikeattn.models import parse_overrides
 from spikeattn.train.model_file import load_model, save_model
 
-# Chosen on this 2-core CPU (see the report in the commit log): T=2 halves the cost of a step and
-# pooling in the first two SPS stages (28 -> 14 -> 7) keeps every later stage on 49 tokens.
+# Chosen on this 2-core CPU (see benchmarks/results/spikformer_fmnist_cpu.json): one time step (T=1)
+# halves the cost of a step against T=2, so ~2 epochs fit in the budget; pooling in the first two SPS
+# stages (28 -> 14 -> 7) keeps every later stage on 49 tokens; tau=1.2 instead of 2: with one step a
+# LIF neuron only sees x/tau, and at tau=2 so few neurons fire that learning crawls (400 steps: 61% test
+# accuracy at tau=2, 80% at tau=1.2).
 DEFAULT_PRESET = "spikformer-mini-fmnist"
-DEFAULT_SET = ["T=2", "pool_stages=0,1"]
+DEFAULT_SET = ["T=1", "pool_stages=0,1", "tau=1.2"]
 
 # ---------------------------------------------------------------------------------------------- config
 
@@ -132,7 +135,8 @@ def run(args) -> tuple[nn.Module, dict]:
               "steps": summary["steps"], "epochs": summary["epochs"], "stopped_early": summary["stopped_early"],
               "train_wall_s": train_s, "wall_s": time.perf_counter() - start,
               "cpu_s": time.process_time() - cpu_start, "threads": args.threads}
-    save_model(model, Path(args.out) / "model.pt", preset=args.preset, test_acc=acc)
+    # preset + overrides rebuild it by name; the full model_config (inside) rebuilds it exactly
+    save_model(model, Path(args.out) / "model.pt", preset=args.preset, overrides=overrides, test_acc=acc)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2, default=list) + "\n")
     print(f"test accuracy {acc:.4f} on {len(test_set)} images ({summary['final_eval_acc']:.4f} before BN "
           f"recalibration) after {summary['steps']} steps ({summary['epochs']:.2f} epochs) in "

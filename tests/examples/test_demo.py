@@ -30,6 +30,8 @@ def test_demo_quick(tmp_path, capsys):
     assert result["opcount"]["energy_per_image_j"]["45nm"] > 0
     out = capsys.readouterr().out
     assert "energy per image" in out and "demo done: test accuracy" in out
+    assert "Lava: " in out  # ran, or said why it was skipped
+    assert result["demo_wall_s"] > 0 and result["demo_cpu_s"] > 0
     saved = json.loads((tmp_path / "result.json").read_text())
     assert saved["test_acc"] == result["test_acc"]
     for name in ("model.pt", "curves.png", "opcount.json", "opcount.png"):

@@ -22,6 +22,9 @@ def test_quick_run_and_reload(monkeypatch, tmp_path):
     assert result["test_acc"] > 0.25, result  # 10 classes: chance is 0.10
     loaded, extra = example.load(tmp_path / "model.pt")
     assert extra["test_acc"] == result["test_acc"]
+    # rebuildable by name: the preset and its overrides travel with the weights
+    assert extra["preset"] == "spikformer-mini-fmnist" and extra["overrides"] == result["overrides"]
+    assert loaded.config == example.build_model(extra["preset"], extra["overrides"]).config
     x = torch.rand(3, 1, 28, 28)
     model.eval()
     with torch.no_grad():
@@ -33,3 +36,4 @@ def test_bad_override(monkeypatch):
     example = importlib.import_module("train_spikformer")
     with pytest.raises(ValueError, match="key=value"):
         example.run(example.parse_args(["--quick", "--set", "T"]))
+
