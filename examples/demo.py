@@ -45,7 +45,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (see train_spikformer.py)")
     p.add_argument("--count-images", type=int, default=64, help="test images the operation count runs on")
     p.add_argument("--lava-images", type=int, default=None, help="test images run in Lava (default 16; 0 with --quick)")
-    p.add_argument("--lava-seconds", type=float, default=15.0, help="training time of the Lava MLP example")
+    p.add_argument("--lava-seconds", type=float, default=10.0, help="training time of the Lava MLP example")
     return p.parse_args(argv)
 
 
