@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +16,13 @@ from torch import nn
 from spikeattn._paths import hardware_dir
 from spikeattn.export.artifact import LavaArtifact, open_artifact, write
 from spikeattn.export.graph import build_graph, fold_batchnorm
+from spikeattn.export.spikformer import fold_spikformer, spikformer_graph
+from spikeattn.models.spikformer import Spikformer
+
+
+# Models whose forward branches (residuals, attention) get their own graph builder; any other
+# model is walked as a feed-forward chain.
+MODEL_BUILDERS = {Spikformer: lambda m, x: spikformer_graph(fold_spikformer(m), x)}
 
 
 class LavaError(RuntimeError):
@@ -22,13 +30,14 @@ class LavaError(RuntimeError):
 
 
 def to_lava(model: nn.Module, path: str | os.PathLike, example_input: torch.Tensor) -> LavaArtifact:
-    """Export a feed-forward SNN to a torch-free Lava artifact folder.
+    """Export a feed-forward SNN or a Spikformer to a torch-free Lava artifact folder.
 
     Args:
         model: the pattern of ``spikeattn.export.PerStep`` (Sequential of Linear, PerStep(Conv2d,
-            BatchNorm, pooling, Flatten), LIF/IF/PLIF in step mode 'm'); BatchNorm must be in eval mode.
+            BatchNorm, pooling, Flatten), LIF/IF/PLIF in step mode 'm'), or a ``Spikformer`` (SSA or
+            SDSA; its output is per-step logits, whose mean over T is torch's logits); BatchNorm in eval mode.
         path: folder to write ``graph.json`` and ``weights.npz`` into.
-        example_input: ``[T, B, ...]``; fixes the per-sample input shape.
+        example_input: ``[T, B, ...]`` (a Spikformer also takes ``[B, C, H, W]``); fixes the input shape.
 
     Returns:
         LavaArtifact. Raises NotExportable listing every unsupported module.
@@ -36,7 +45,8 @@ def to_lava(model: nn.Module, path: str | os.PathLike, example_input: torch.Tens
     Example:
         >>> art = to_lava(net.eval(), "out/net.lava", x[:, :1])
     """
-    graph, arrays = build_graph(fold_batchnorm(model), example_input)
+    build = MODEL_BUILDERS.get(type(model))
+    graph, arrays = build(model, example_input) if build else build_graph(fold_batchnorm(model), example_input)
     return write(path, graph, arrays)
 
 
@@ -76,14 +86,37 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
         np.save(inp, x.astype(np.float32))
         cmd = [str(py), str(runner), str(art.path), "--input", inp, "--out", out]
         cmd += ["--fixed-point"] * fixed_point + ["--record-all"] * return_layers
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp)
-        except subprocess.TimeoutExpired:
-            raise LavaError(f"the Lava runtime did not finish within timeout={timeout} s (killed)") from None
-        if proc.returncode != 0:
-            what = "rejected the artifact or input" if proc.returncode == 2 else f"failed (exit status {proc.returncode})"
-            raise LavaError(f"the Lava runtime {what}:\n{proc.stderr.strip()[-4000:]}")
+        returncode, stderr = _run_group(cmd, tmp, timeout)
+        if returncode is None:
+            raise LavaError(f"the Lava runtime did not finish within timeout={timeout} s (killed):\n{stderr}")
+        if returncode != 0:
+            what = "rejected the artifact or input" if returncode == 2 else f"failed (exit status {returncode})"
+            raise LavaError(f"the Lava runtime {what}:\n{stderr}")
         with np.load(out, allow_pickle=False) as z:
             output = z["output"]
             layers = {k[len("layer/"):]: z[k] for k in z.files if k.startswith("layer/")}
     return (output, layers) if return_layers else output
+
+
+def _run_group(cmd: list[str], cwd: str, timeout: float) -> tuple[int | None, str]:
+    """Run ``cmd`` in its own process group; kill the whole group afterwards.
+
+    Lava forks one process per node: killing only the runner would leave them running, and they
+    would hold a stderr pipe open (so stderr goes to a file). Returns ``(exit status or None on
+    timeout, the last 4000 characters of stderr)``.
+    """
+    err_path = os.path.join(cwd, "stderr.txt")
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+        try:
+            returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            returncode = None
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)   # the group is the runner's own session
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    with open(err_path) as f:
+        return returncode, f.read().strip()[-4000:]
