@@ -3,6 +3,11 @@ images in Lava (float), and print per-layer spike agreement and torch vs Lava ac
 
     python examples/export_lava.py [--seconds 60] [--checkpoint net.pt] [--n 64] [--T 4]
 
+With --model, export a saved spikeattn model instead (a Spikformer: the demo's runs/demo/model.pt)
+and compare torch, torch with BatchNorm folded, Lava float and Lava fixed point, layer by layer:
+
+    python examples/export_lava.py --model runs/demo/model.pt --n 500
+
 Needs `.venv-lava` (`make lava-env`). The model is the exportable pattern of spikeattn.export.PerStep.
 """
 
@@ -25,8 +30,59 @@ ap.add_argument("--seconds", type=float, default=60.0, help="training time budge
 ap.add_argument("--checkpoint", default=None, help="state_dict of this script's model to load instead of training")
 ap.add_argument("--n", type=int, default=64, help="test images to run in Lava")
 ap.add_argument("--T", type=int, default=4, help="time steps (direct encoding)")
+ap.add_argument("--model", default=None, help="a saved spikeattn model (Spikformer) to export instead of the MLP")
 args = ap.parse_args()
 torch.manual_seed(0)
+
+
+def neuron_spikes(net: nn.Module, x: torch.Tensor):
+    """``{module path: [T, B, ...] spikes}`` of every neuron, and the model's output."""
+    out = {}
+    hooks = [m.register_forward_hook(lambda mod, a, y, path=path: out.__setitem__(path, y.detach().numpy()))
+             for path, m in net.named_modules() if isinstance(m, (N.LIF, N.IF, N.PLIF))]
+    with torch.no_grad():
+        y = net(x)
+    for h in hooks:
+        h.remove()
+    return out, y.numpy()
+
+
+def compare_saved_model(path: str, n: int) -> None:
+    """Per-layer spike agreement and accuracy: torch, torch BN-folded, Lava float, Lava fixed point."""
+    from spikeattn.export.spikformer import fold_spikformer
+    from spikeattn.train.model_file import load_model
+
+    net, _ = load_model(path)
+    net.eval()
+    t_steps = net.config.T
+    test = fashion_mnist("test", limit=n)
+    x = test.images.unsqueeze(0).expand(t_steps, *test.images.shape).contiguous()   # (T, n, C, H, W)
+    ref, logits = neuron_spikes(net, x)
+    folded, logits_folded = neuron_spikes(fold_spikformer(net), x)
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        art = to_lava(net, f"{tmp}/model.lava", x[:, :1])
+        for mode in ("float", "fixed"):
+            t0, outs, layers = time.time(), [], []
+            for i in range(0, n, 100):          # 100 images per Lava run keeps the traces small
+                o, lay = run_lava(art, x[:, i:i + 100].numpy(), fixed_point=mode == "fixed", return_layers=True, timeout=600)
+                outs.append(o.mean(0))           # per-step logits -> torch's mean over T
+                layers.append(lay)
+            runs[mode] = (np.concatenate(outs), {k: np.concatenate([l[k] for l in layers], 1) for k in ref})
+            print(f"Lava {mode}: {n} images x {t_steps} steps in {time.time() - t0:.1f} s")
+    print(f"{'neuron layer':26} {'rate':>6} {'folded=torch':>13} {'float=torch':>12} {'fixed=torch':>12}")
+    for k, want in ref.items():
+        f, q = (runs[m][1][k].reshape(want.shape) for m in ("float", "fixed"))
+        print(f"{k:26} {want.mean():6.3f} {100 * (folded[k] == want).mean():12.3f}% "
+              f"{100 * (f == want).mean():11.3f}% {100 * (q == want).mean():11.3f}%")
+    acc = {name: 100 * (l.argmax(-1) == test.labels.numpy()).mean() for name, l in
+           (("torch", logits), ("torch folded", logits_folded), ("Lava float", runs["float"][0]), ("Lava fixed", runs["fixed"][0]))}
+    print(f"accuracy on {n} test images: " + "  ".join(f"{k} {v:.1f}%" for k, v in acc.items()))
+
+
+if args.model:
+    compare_saved_model(args.model, args.n)
+    raise SystemExit(0)
 
 model = nn.Sequential(PerStep(nn.Flatten()), nn.Linear(784, 128), N.LIF(tau=2.0), nn.Linear(128, 10), N.LIF(tau=2.0))
 
