@@ -88,8 +88,8 @@ def test_corrupt_model_file(tmp_path):
 
 def test_export_errors(tmp_path):
     pytest.importorskip("spikeattn.export")
-    with pytest.raises(SystemExit, match="cannot be exported"):
-        main(["export", "spikformer-mini-fmnist", "--out", str(tmp_path / "art")])
+    main(["export", "spikformer-mini-fmnist", "--out", str(tmp_path / "art")])  # the Spikformer exports
+    assert (tmp_path / "art" / "graph.json").is_file()
     with pytest.raises(SystemExit, match="neither a model file nor a preset"):
         main(["export", str(tmp_path / "missing.pt")])
 
