@@ -22,6 +22,7 @@ import spikeattn as sa
 from spikeattn.data import fashion_mnist
 from spikeattn.train import TrainConfig, train
 from spikeattn.models import parse_overrides
+from spikeattn.train.bn import recalibrate_bn
 from spikeattn.train.model_file import load_model, save_model
 
 # Chosen on this 2-core CPU (see benchmarks/results/spikformer_fmnist_cpu.json): one time step (T=1)
@@ -65,30 +66,6 @@ def build_model(preset: str, overrides: dict) -> nn.Module:
 def load(path) -> tuple[nn.Module, dict]:
     """The model saved by ``run`` (eval mode) and its extra entries (test accuracy...)."""
     return load_model(path)
-
-
-@torch.no_grad()
-def recalibrate_bn(model: nn.Module, dataset, batches: int = 50, batch_size: int = 256) -> None:
-    """Re-estimate BatchNorm running statistics with the final weights (a no-grad train-mode pass).
-
-    At a high learning rate the running averages trail the weights; the exact average over a few
-    thousand training images (momentum=None) matches what the network sees at test time.
-    """
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
-    for i, (x, _) in enumerate(loader):
-        if i == batches:
-            break
-        model(x)
-    for m, momentum in zip(bns, saved):
-        m.momentum = momentum
-    model.eval()
 
 
 @torch.no_grad()

@@ -41,27 +41,6 @@ def _model(spec: str, overrides: dict | None = None):
 SPIKFORMER_DEFAULT_SET = ["T=1", "pool_stages=0,1", "tau=1.2"]
 
 
-def _recalibrate_bn(model, dataset, batches: int = 40, batch_size: int = 256) -> None:
-    """Exact BatchNorm running statistics for the final weights (a no-grad train-mode pass)."""
-    import torch
-    from torch import nn
-
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    saved = [m.momentum for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average over the pass
-    model.train()
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True,
-                                         generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        for _, (x, _) in zip(range(batches), loader):
-            model(x)
-    for m, momentum in zip(bns, saved):
-        m.momentum = momentum
-    model.eval()
-
-
 def cmd_train(args) -> None:
     import torch
     import torch.nn.functional as F
@@ -83,7 +62,9 @@ def cmd_train(args) -> None:
         train_set = sa.data.fashion_mnist("train", root=args.data, limit=args.limit)
         test_set = sa.data.fashion_mnist("test", root=args.data, limit=args.limit)
         summary = sa.train.train(model, train_set, config, eval_set=test_set)
-        _recalibrate_bn(model, train_set, batches=min(40, -(-len(train_set) // 256)))
+        from spikeattn.train.bn import recalibrate_bn
+
+        recalibrate_bn(model, train_set, batches=min(40, -(-len(train_set) // 256)))
         with torch.no_grad():
             correct = sum((model(x).argmax(-1) == y).sum().item()
                           for x, y in torch.utils.data.DataLoader(test_set, batch_size=500))
