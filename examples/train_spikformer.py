@@ -25,13 +25,9 @@ from spikeattn.models import parse_overrides
 from spikeattn.train.bn import recalibrate_bn
 from spikeattn.train.model_file import load_model, save_model
 
-# Chosen on this 2-core CPU (see benchmarks/results/spikformer_fmnist_cpu.json): one time step (T=1)
-# halves the cost of a step against T=2, so ~2 epochs fit in the budget; pooling in the first two SPS
-# stages (28 -> 14 -> 7) keeps every later stage on 49 tokens; tau=1.2 instead of 2: with one step a
-# LIF neuron only sees x/tau, and at tau=2 so few neurons fire that learning crawls (400 steps: 61% test
-# accuracy at tau=2, 80% at tau=1.2).
+# The preset carries the recipe (T=1, early pooling, tau=1.2: the reasons are beside it in
+# spikeattn/models/spikformer.py); --set changes any SpikformerConfig field.
 DEFAULT_PRESET = "spikformer-mini-fmnist"
-DEFAULT_SET = ["T=1", "pool_stages=0,1", "tau=1.2"]
 
 # ---------------------------------------------------------------------------------------------- config
 
@@ -39,14 +35,15 @@ DEFAULT_SET = ["T=1", "pool_stages=0,1", "tau=1.2"]
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--preset", default=DEFAULT_PRESET)
-    p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
-                   help=f"preset overrides, Python literals (default: {' '.join(DEFAULT_SET)})")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="preset overrides, Python literals (e.g. T=4 dim=96)")
     p.add_argument("--quick", action="store_true", help="a few hundred images and a few dozen steps (CI)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="optimizer steps instead of --epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (the recorded 82%% run used 2)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch.set_num_threads (the recorded 85%% run used 1)")
     p.add_argument("--max-minutes", type=float, default=9.0, help="training stops (eval + checkpoint) after this long")
     p.add_argument("--data", default=None, help="Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist)")
     p.add_argument("--out", default="runs/spikformer")
@@ -84,7 +81,7 @@ def evaluate(model: nn.Module, dataset, batch_size: int = 500) -> float:
 def run(args) -> tuple[nn.Module, dict]:
     """Train, recalibrate BN, test, save. Returns the trained model and a result dict."""
     torch.set_num_threads(args.threads)
-    overrides = parse_overrides(DEFAULT_SET if args.set is None else args.set)
+    overrides = parse_overrides(args.set)
     train_limit, test_limit = (640, 500) if args.quick else (None, None)
     train_set = fashion_mnist("train", root=args.data, limit=train_limit)
     test_set = fashion_mnist("test", root=args.data, limit=test_limit)

@@ -36,11 +36,6 @@ def _model(spec: str, overrides: dict | None = None):
     return build(spec, **(overrides or {})).eval(), {}
 
 
-# examples/train_spikformer.py's recipe for the 28x28 preset (keep the two in step; the reasons are
-# there): T=1, pooling in the first two SPS stages, tau=1.2; BN statistics re-estimated after training.
-SPIKFORMER_DEFAULT_SET = ["T=1", "pool_stages=0,1", "tau=1.2"]
-
-
 def cmd_train(args) -> None:
     import torch
     import torch.nn.functional as F
@@ -54,8 +49,7 @@ def cmd_train(args) -> None:
         out_dir=args.out, max_minutes=args.max_minutes, seed=args.seed, progress=not args.no_progress,
     )
     if args.family == "spikformer":
-        pairs = SPIKFORMER_DEFAULT_SET if args.set is None and args.preset == "spikformer-mini-fmnist" else args.set
-        model = sa.models.spikformer(args.preset, **_overrides(pairs or []))
+        model = sa.models.spikformer(args.preset, **_overrides(args.set or []))
         if (model.config.img_size, model.config.in_channels) != (28, 1):
             raise SystemExit("`spikeattn train spikformer` trains on Fashion-MNIST: use a 28x28 grey preset "
                              "(spikformer-mini-fmnist) or --set img_size=28 in_channels=1")
@@ -69,7 +63,7 @@ def cmd_train(args) -> None:
             correct = sum((model(x).argmax(-1) == y).sum().item()
                           for x, y in torch.utils.data.DataLoader(test_set, batch_size=500))
         summary["test_acc"] = correct / len(test_set)
-        extra = {"test_acc": summary["test_acc"], "preset": args.preset, "overrides": _overrides(pairs or [])}
+        extra = {"test_acc": summary["test_acc"], "preset": args.preset, "overrides": _overrides(args.set or [])}
     else:
         from spikeattn.data.text import CharCorpus, TextWindows, shakespeare_text
 
@@ -191,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--preset", help="preset name (default: the family's small demo preset)")
     t.add_argument("--data", help="Fashion-MNIST folder (spikformer) or a UTF-8 text file (spikegpt)")
     t.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
-                   help=f"config overrides (spikformer-mini-fmnist default: {' '.join(SPIKFORMER_DEFAULT_SET)})")
+                   help="preset config overrides, Python literals (e.g. T=4 dim=96)")
     t.add_argument("--steps", type=int, default=500)
     t.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (spikformer)")
     t.add_argument("--batch-size", type=int, default=64)

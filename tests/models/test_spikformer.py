@@ -36,7 +36,7 @@ def test_preset_geometry():
     assert spikformer("spikformer-2-256").embed.grid == (8, 8)
     assert spikformer("spikformer-8-768").embed.grid == (14, 14)
     m = spikformer(MINI)
-    assert m.embed.grid == (7, 7) and m.config.T == 4 and m.config.in_channels == 1
+    assert m.embed.grid == (7, 7) and m.config.T == 1 and m.config.tau == 1.2 and m.config.in_channels == 1
 
 
 def active(model):
