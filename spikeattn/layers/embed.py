@@ -1,13 +1,14 @@
-"""SPS: Spikformer's spiking patch splitting (the convolutional stem that makes tokens)."""
+"""Convolutional stems that make tokens: SPS (Spikformer's spiking patch splitting) and SCS (V2)."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from spikeattn.layers.seq import NeuronSpec, PerFrame
 
-__all__ = ["SPS", "ConvBNLIF", "sps_grid"]
+__all__ = ["SPS", "SCS", "ConvBNLIF", "sps_grid"]
 
 
 def _pooled(size: int, n_pools: int) -> int:
@@ -100,3 +101,116 @@ class SPS(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_channels={self.in_channels}, dim={self.dim}, img_size={self.img_size}, pool_stages={self.pool_stages}"
+
+
+class SCS(nn.Module):
+    r"""Spiking convolutional stem (Spikformer V2): images ``[T, B, C_in, H, W]`` -> tokens ``[T, B, N, C]``.
+
+    SPS's four Conv3x3-BN-LIF stages (``C/8 -> C/4 -> C/2 -> C``, max-pools after ``pool_stages``)
+    with ``extra_convs[i]`` supplementary Conv3x3-BN-LIF layers after stage ``i``, each a residual
+    spike sum, then SPS's relative position branch:
+
+    .. math::
+        F_i = \mathrm{pool}(\mathrm{CBL}(F_{i-1})),\quad F_i \leftarrow F_i + \mathrm{CBL}(F_i)\ (\times e_i),
+        \quad Y = F_3 + \mathrm{CBL}(F_3)
+
+    The V2 authors never published the layer list ("supplementary convolutional layers"), so the
+    choices here are ours, each for a stated reason:
+
+    - SPS's pyramid is kept (same widths, same pools): a V1 stem is an SCS with ``extra_convs=(0,0,0,0)``,
+      and the token grid of a preset does not change when the stem does.
+    - Supplementary convs sit after the stage's pool, at the lower resolution: the same capacity at a
+      quarter of the operations.
+    - Each supplementary conv is a residual branch (``F + LIF(BN(Conv(F)))``, SEW "ADD", as SPS's own
+      position branch), so a 10-conv-deep stem still passes spikes forward at T=1 instead of dying out.
+      Outputs are small spike counts (0, 1, 2, ...), as SPS's already are.
+    - How many: the reported sizes (29.11M for V2-8-384, 51.55M for V2-8-512) leave ~98.4 C^2
+      parameters for the stem in both cases, i.e. a stem that scales with C^2. SPS has 14.9 C^2; one
+      supplementary conv per stage plus 8 more at full width (``extra_convs=(1, 1, 1, 9)``) adds
+      84.0 C^2, giving 98.9 C^2: the presets land at 29.18M and 51.68M (both +0.26%). The 0.5 C^2
+      excess is the narrow convs' share (9 C^2 (1/64 + 1/16 + 1/4) = 2.95 C^2); without them the stem
+      is 1.2% short, and no whole number of full-width convs lands closer. The true V2 stem may differ
+      (kernel sizes, widths, BN counted or not): only the totals are published, and those unconfirmed.
+
+    Masking (for masked-image pretraining, SparK-style): ``forward(x, keep)`` zeroes the masked
+    cells of the token grid at the input and again after every conv layer (and pool), at that
+    layer's resolution. BN turns a zero input into its shift and a 3x3 conv leaks visible values
+    one pixel into masked cells, so re-masking each output is what keeps masked positions exactly
+    zero all the way to the tokens (and masked cells never feed a visible one through a pool).
+
+    Args:
+        in_channels: image channels.
+        dim: token channels C (a multiple of 8).
+        img_size: ``H`` (square) or ``(H, W)``.
+        pool_stages: stages (0..3) followed by MaxPool(3, 2, 1), as SPS.
+        extra_convs: supplementary residual convs after each of the 4 stages (ints >= 0).
+        neuron: LIF settings.
+
+    Example:
+        >>> scs = SCS(in_channels=1, dim=64, img_size=28, pool_stages=(0, 1), extra_convs=(1, 1, 1, 2))
+        >>> scs(torch.rand(1, 2, 1, 28, 28)).shape       # [T, B, 7*7, 64]
+    """
+
+    def __init__(self, in_channels: int, dim: int, img_size: int | tuple[int, int],
+                 pool_stages: tuple[int, ...] = (0, 1, 2, 3), extra_convs: tuple[int, ...] = (1, 1, 1, 9),
+                 neuron: NeuronSpec | None = None):
+        super().__init__()
+        extra_convs = tuple(extra_convs)
+        if len(extra_convs) != 4 or not all(isinstance(e, int) and e >= 0 for e in extra_convs):
+            raise ValueError(f"extra_convs must be 4 ints >= 0 (one per stage), got {extra_convs!r}")
+        # SPS checks dim / in_channels / pool_stages / img_size; build its stages and reuse them.
+        sps = SPS(in_channels, dim, img_size, pool_stages, neuron)
+        neuron = neuron or NeuronSpec()
+        self.in_channels, self.dim, self.pool_stages, self.extra_convs = in_channels, dim, sps.pool_stages, extra_convs
+        self.img_size, self.grid = sps.img_size, sps.grid
+        self.stages = sps.stages
+        widths = [dim // 8, dim // 4, dim // 2, dim]
+        self.extras = nn.ModuleList(
+            nn.ModuleList(ConvBNLIF(widths[i], widths[i], False, neuron) for _ in range(extra_convs[i]))
+            for i in range(4)
+        )
+        self.rpe = sps.rpe
+
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``[T, B, C_in, H, W]`` (and an optional keep mask ``[B, H', W']``, True = visible) -> ``[T, B, N, C]``."""
+        expected = (self.in_channels, *self.img_size)
+        if x.dim() != 5 or tuple(x.shape[2:]) != expected:
+            raise ValueError(
+                f"SCS expects images [T, B, {', '.join(map(str, expected))}] (in_channels, H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
+        mask = _Remask(keep, x.shape[1], self.grid)
+        x = mask(x)
+        for stage, extras in zip(self.stages, self.extras):
+            # mask before the pool too: a 3x3 pool window reaches into masked neighbours
+            x = mask(stage.pool(mask(stage.lif(stage.conv(x)))))
+            for conv in extras:
+                x = x + mask(conv(x))
+        y = x + mask(self.rpe(x))
+        return y.flatten(3).transpose(2, 3).contiguous()  # (T, B, N, C)
+
+    @property
+    def num_tokens(self) -> int:
+        return self.grid[0] * self.grid[1]
+
+    def extra_repr(self) -> str:
+        return (f"in_channels={self.in_channels}, dim={self.dim}, img_size={self.img_size}, "
+                f"pool_stages={self.pool_stages}, extra_convs={self.extra_convs}")
+
+
+class _Remask:
+    """Multiply ``[T, B, C, h, w]`` maps by a token-grid keep mask resized (nearest) to ``(h, w)``; no-op without a mask."""
+
+    def __init__(self, keep: torch.Tensor | None, batch: int, grid: tuple[int, int]):
+        if keep is not None and (keep.dim() != 3 or tuple(keep.shape) != (batch, *grid)):
+            raise ValueError(f"keep must be a [B, H', W'] = [{batch}, {grid[0]}, {grid[1]}] mask, got shape {tuple(keep.shape)}")
+        self.keep, self.cache = keep, {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.keep is None:
+            return x
+        size = tuple(x.shape[-2:])
+        if size not in self.cache:  # nearest: grid cell (i, j) covers the block of pixels it came from
+            m = F.interpolate(self.keep[:, None].to(x.dtype), size=size, mode="nearest")  # (B, 1, h, w)
+            self.cache[size] = m
+        return x * self.cache[size]

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from spikeattn import surrogate as sg
-from spikeattn.layers import SPS, NeuronSpec, SpikformerBlock
+from spikeattn.layers import SCS, SPS, NeuronSpec, SpikformerBlock
 from spikeattn.layers.mlp import ATTENTION
 from spikeattn.neuron.base import reset
 
@@ -31,7 +31,9 @@ class SpikformerConfig:
     mlp_ratio: float = 4.0               # MLP hidden = mlp_ratio * dim
     T: int = 4                           # time steps an image is repeated for (direct encoding)
     img_size: int | tuple = 32           # H (square) or (H, W); other input sizes are refused
-    pool_stages: tuple = (2, 3)          # SPS stages followed by a max-pool (each halves H and W)
+    pool_stages: tuple = (2, 3)          # stem stages followed by a max-pool (each halves H and W)
+    stem: str = "sps"                    # "sps" (Spikformer V1) or "scs" (V2's spiking convolutional stem)
+    stem_extra_convs: tuple = (1, 1, 1, 9)  # SCS only: supplementary residual convs after each stage
     in_channels: int = 3
     num_classes: int = 10
     attention: str = "ssa"               # "ssa" (Spikformer) or "sdsa" (Spike-driven Transformer)
@@ -45,6 +47,7 @@ class SpikformerConfig:
 
     def __post_init__(self):
         self.pool_stages = tuple(self.pool_stages)   # JSON round trips give lists
+        self.stem_extra_convs = tuple(self.stem_extra_convs)
         if not isinstance(self.img_size, int):
             self.img_size = tuple(self.img_size)
         for name in ("depth", "dim", "heads", "T", "in_channels", "num_classes"):
@@ -55,6 +58,8 @@ class SpikformerConfig:
             raise ValueError(f"dim must be divisible by heads ({self.heads}) and by 8, got {self.dim}")
         if self.attention not in ATTENTION:
             raise ValueError(f"attention must be one of {tuple(ATTENTION)}, got {self.attention!r}")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {tuple(STEMS)}, got {self.stem!r}")
         if self.surrogate not in SURROGATES:
             raise ValueError(f"surrogate must be one of {tuple(SURROGATES)}, got {self.surrogate!r}")
 
@@ -82,6 +87,16 @@ PRESETS: dict[str, dict] = {
     # (400 steps: 61% test accuracy at tau=2, 80% at tau=1.2).
     "spikformer-mini-fmnist": dict(depth=2, dim=64, heads=4, T=1, img_size=28, pool_stages=(0, 1),
                                    in_channels=1, num_classes=10, tau=1.2),
+    # Spikformer V2 (REFERENCE §2): the SCS stem (its layer choices and the parameter arithmetic are in
+    # SCS's docstring: 29.18M / 51.68M against the reported 29.11M / 51.55M); heads of d = 64 as V1 ImageNet.
+    "spikformer-v2-8-384": dict(depth=8, dim=384, heads=6, T=4, img_size=224, pool_stages=(0, 1, 2, 3),
+                                in_channels=3, num_classes=1000, stem="scs", stem_extra_convs=(1, 1, 1, 9)),
+    "spikformer-v2-8-512": dict(depth=8, dim=512, heads=8, T=4, img_size=224, pool_stages=(0, 1, 2, 3),
+                                in_channels=3, num_classes=1000, stem="scs", stem_extra_convs=(1, 1, 1, 9)),
+    # V2 at demo size: spikformer-mini-fmnist's recipe with an SCS stem (examples/pretrain_spikformer_v2.py).
+    "spikformer-v2-mini-fmnist": dict(depth=2, dim=64, heads=4, T=1, img_size=28, pool_stages=(0, 1),
+                                      in_channels=1, num_classes=10, tau=1.2, stem="scs",
+                                      stem_extra_convs=(1, 1, 1, 2)),
 }
 
 
@@ -99,7 +114,7 @@ class Spikformer(nn.Module):
         super().__init__()
         self.config = c = config
         neuron = c.neuron()
-        self.embed = SPS(c.in_channels, c.dim, c.img_size, c.pool_stages, neuron=neuron)
+        self.embed = STEMS[c.stem](c, neuron)
         self.blocks = nn.ModuleList(
             SpikformerBlock(c.dim, c.heads, c.mlp_ratio, c.attention, c.scale, neuron=neuron) for _ in range(c.depth)
         )
@@ -132,6 +147,13 @@ class Spikformer(nn.Module):
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+# The token stem by name: each builds [T, B, C_in, H, W] -> [T, B, N, C] from the config.
+STEMS = {
+    "sps": lambda c, neuron: SPS(c.in_channels, c.dim, c.img_size, c.pool_stages, neuron=neuron),
+    "scs": lambda c, neuron: SCS(c.in_channels, c.dim, c.img_size, c.pool_stages, c.stem_extra_convs, neuron=neuron),
+}
 
 
 def _init_weights(m: nn.Module) -> None:

@@ -15,7 +15,8 @@ MINI = "spikformer-mini-fmnist"
 
 
 def test_list_presets():
-    assert list_presets("spikformer") == ["spikformer-2-256", "spikformer-4-384", "spikformer-8-768", MINI]
+    assert list_presets("spikformer") == ["spikformer-2-256", "spikformer-4-384", "spikformer-8-768", MINI,
+                                          "spikformer-v2-8-384", "spikformer-v2-8-512", "spikformer-v2-mini-fmnist"]
     everything = list_presets()
     assert set(list_presets("spikformer")) <= set(everything) and everything == sorted(everything)
     assert any(name.startswith("spikegpt") for name in everything)
