@@ -3,7 +3,8 @@
 from spikeattn.export.artifact import LavaArtifact, open_artifact
 from spikeattn.export.graph import NotExportable, build_graph, fold_batchnorm
 from spikeattn.export.lava import LavaError, run_lava, to_lava
+from spikeattn.export.nir import to_nir
 from spikeattn.export.per_step import PerStep
 
-__all__ = ["to_lava", "run_lava", "NotExportable", "LavaError", "LavaArtifact", "open_artifact", "PerStep",
+__all__ = ["to_lava", "run_lava", "to_nir", "NotExportable", "LavaError", "LavaArtifact", "open_artifact", "PerStep",
            "fold_batchnorm", "build_graph"]
