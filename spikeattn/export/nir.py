@@ -9,14 +9,16 @@ Neuron mapping. NIR's LIF is continuous time, ``tau dv/dt = (v_leak - v) + r I``
 with step ``dt`` gives ``v <- v + dt/tau ((v_leak - v) + r I)``. With ``tau = tau_steps * dt`` this
 is our discrete charge exactly (in real arithmetic):
 
-=====================  =================  ==========================  ===========================
-ours                   NIR node           r                           v_leak
-=====================  =================  ==========================  ===========================
-LIF, decay_input=True  LIF                1                           v_reset (0 for soft reset)
-LIF, decay_input=False LIF                tau_steps                   v_reset (0 for soft reset)
-PLIF                   LIF                as LIF, tau_steps = 1 / sigmoid(w) (the learned value)
-IF                     IF (dv/dt = r I)   1 / dt                      --
-=====================  =================  ==========================  ===========================
+========================  ================  ===========================================  =============
+ours                      NIR node          r                                            v_leak
+========================  ================  ===========================================  =============
+LIF, decay_input=True     LIF               1                                            v_reset [*]
+LIF, decay_input=False    LIF               tau_steps                                    v_reset [*]
+PLIF                      LIF               as LIF, with the learned tau_steps = 1/sigmoid(w)
+IF                        IF (dv/dt = r I)  1 / dt                                       --
+========================  ================  ===========================================  =============
+
+[*] 0 for a soft reset (our leak then goes towards 0). IF nodes carry no ``tau_steps``.
 
 We fire on ``v >= v_th``, NIR on ``v > v_threshold``: ``v_threshold`` is ``nextafter(v_th, -inf)``
 in float32, exact for a float32 simulation (off by one float32 ulp for a float64 one). Hard reset
