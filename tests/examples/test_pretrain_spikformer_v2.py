@@ -1,0 +1,32 @@
+"""examples/pretrain_spikformer_v2.py --quick: pretrains, fine-tunes and trains from scratch; files are usable."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import torch
+
+from spikeattn.models import spikformer
+from spikeattn.train.pretrain import init_from
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_quick_run(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = importlib.import_module("pretrain_spikformer_v2")
+    threads = torch.get_num_threads()
+    try:
+        result = example.run(example.parse_args(["--quick", "--threads", "1", "--out", str(tmp_path), "--no-progress"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert result["labels"] == 200 and result["unlabelled_images"] == 600 and result["quick"]
+    for run in ("finetune", "scratch"):
+        assert result[run]["steps"] == 30 and result[run]["test_acc"] > 0.15, result  # chance is 0.10
+    assert result["pretrain"]["steps"] == 20 and result["pretrain"]["final_loss"] < 0.9  # 15/16 for predicting the mean
+    assert json.loads((tmp_path / "result.json").read_text()) == result
+    png = (tmp_path / "reconstructions.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    init_from(spikformer(example.PRESET), tmp_path / "pretrain" / "pretrained.pt")  # loadable for fine-tuning
