@@ -4,9 +4,11 @@ images in Lava (float), and print per-layer spike agreement and torch vs Lava ac
     python examples/export_lava.py [--seconds 60] [--checkpoint net.pt] [--n 64] [--T 4]
 
 With --model, export a saved spikeattn model instead (a Spikformer: the demo's runs/demo/model.pt)
-and compare torch, torch with BatchNorm folded, Lava float and Lava fixed point, layer by layer:
+and compare torch, torch with BatchNorm folded, Lava float and Lava fixed point (weights of
+sign + 16 bits as two 8-bit synapses, and of sign + 8 bits as one), layer by layer; --json
+writes the table:
 
-    python examples/export_lava.py --model runs/demo/model.pt --n 500
+    python examples/export_lava.py --model runs/demo/model.pt --n 500 --json out.json
 
 Needs `.venv-lava` (`make lava-env`). The model is the exportable pattern of spikeattn.export.PerStep.
 """
@@ -14,8 +16,14 @@ Needs `.venv-lava` (`make lava-env`). The model is the exportable pattern of spi
 from __future__ import annotations
 
 import argparse
+import datetime
+import json
+import os
+import platform
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +39,7 @@ ap.add_argument("--checkpoint", default=None, help="state_dict of this script's 
 ap.add_argument("--n", type=int, default=64, help="test images to run in Lava")
 ap.add_argument("--T", type=int, default=4, help="time steps (direct encoding)")
 ap.add_argument("--model", default=None, help="a saved spikeattn model (Spikformer) to export instead of the MLP")
+ap.add_argument("--json", default=None, help="with --model: also write the table as JSON to this path")
 args = ap.parse_args()
 torch.manual_seed(0)
 
@@ -47,8 +56,29 @@ def neuron_spikes(net: nn.Module, x: torch.Tensor):
     return out, y.numpy()
 
 
-def compare_saved_model(path: str, n: int) -> None:
-    """Per-layer spike agreement and accuracy: torch, torch BN-folded, Lava float, Lava fixed point."""
+# Lava runs of the comparison: (column, fixed_point, 8-bit synapses per connection).
+LAVA_MODES = (("Lava float", False, 2), ("Lava fixed", True, 2), ("Lava fixed 8-bit", True, 1))
+
+
+def run_modes(art, x: torch.Tensor, n: int, keys) -> dict:
+    """``{column: (logits [n, classes], {layer: [T, n, ...] spikes})}`` for every Lava mode."""
+    runs = {}
+    for mode, fixed, synapses in LAVA_MODES:
+        os.environ["SPIKEATTN_LAVA_WEIGHT_SYNAPSES"] = str(synapses)   # read by hardware/lava/run.py
+        t0, outs, layers = time.time(), [], []
+        for i in range(0, n, 100):          # 100 images per Lava run keeps the traces small
+            o, lay = run_lava(art, x[:, i:i + 100].numpy(), fixed_point=fixed, return_layers=True, timeout=600)
+            outs.append(o.mean(0))           # per-step logits -> torch's mean over T
+            layers.append(lay)
+        runs[mode] = (np.concatenate(outs), {k: np.concatenate([l[k] for l in layers], 1) for k in keys})
+        print(f"{mode}: {n} images x {x.shape[0]} steps in {time.time() - t0:.1f} s")
+    os.environ.pop("SPIKEATTN_LAVA_WEIGHT_SYNAPSES")
+    return runs
+
+
+def compare_saved_model(path: str, n: int) -> dict:
+    """Per-layer spike agreement and accuracy: torch, torch BN-folded, Lava float, Lava fixed point
+    (two 8-bit synapses per connection, the runtime's default) and with one 8-bit synapse."""
     from spikeattn.export.spikformer import fold_spikformer
     from spikeattn.train.model_file import load_model
 
@@ -59,29 +89,44 @@ def compare_saved_model(path: str, n: int) -> None:
     x = test.images.unsqueeze(0).expand(t_steps, *test.images.shape).contiguous()   # (T, n, C, H, W)
     ref, logits = neuron_spikes(net, x)
     folded, logits_folded = neuron_spikes(fold_spikformer(net), x)
-    runs = {}
     with tempfile.TemporaryDirectory() as tmp:
-        art = to_lava(net, f"{tmp}/model.lava", x[:, :1])
-        for mode in ("float", "fixed"):
-            t0, outs, layers = time.time(), [], []
-            for i in range(0, n, 100):          # 100 images per Lava run keeps the traces small
-                o, lay = run_lava(art, x[:, i:i + 100].numpy(), fixed_point=mode == "fixed", return_layers=True, timeout=600)
-                outs.append(o.mean(0))           # per-step logits -> torch's mean over T
-                layers.append(lay)
-            runs[mode] = (np.concatenate(outs), {k: np.concatenate([l[k] for l in layers], 1) for k in ref})
-            print(f"Lava {mode}: {n} images x {t_steps} steps in {time.time() - t0:.1f} s")
-    print(f"{'neuron layer':26} {'rate':>6} {'folded=torch':>13} {'float=torch':>12} {'fixed=torch':>12}")
+        runs = run_modes(to_lava(net, f"{tmp}/model.lava", x[:, :1]), x, n, ref)
+    runs = {"torch folded": (logits_folded, folded), **runs}
+    cols = list(runs)
+    equal = {c: {k: runs[c][1][k].reshape(want.shape) == want for k, want in ref.items()} for c in cols}
+    print(f"{'neuron layer':26} {'rate':>6} " + " ".join(f"{c + '=torch':>22}" for c in cols))
+    layers = {}
     for k, want in ref.items():
-        f, q = (runs[m][1][k].reshape(want.shape) for m in ("float", "fixed"))
-        print(f"{k:26} {want.mean():6.3f} {100 * (folded[k] == want).mean():12.3f}% "
-              f"{100 * (f == want).mean():11.3f}% {100 * (q == want).mean():11.3f}%")
-    acc = {name: 100 * (l.argmax(-1) == test.labels.numpy()).mean() for name, l in
-           (("torch", logits), ("torch folded", logits_folded), ("Lava float", runs["float"][0]), ("Lava fixed", runs["fixed"][0]))}
+        layers[k] = {"rate": float(want.mean()), "values_compared": int(want.size),
+                     **{c: 100 * float(equal[c][k].mean()) for c in cols}}
+        print(f"{k:26} {want.mean():6.3f} " + " ".join(f"{layers[k][c]:21.3f}%" for c in cols))
+    # every neuron of every layer and step counted once
+    total = {c: 100 * sum(int(e.sum()) for e in equal[c].values()) / sum(e.size for e in equal[c].values())
+             for c in cols}
+    print(f"{'all layers':26} {'':6} " + " ".join(f"{total[c]:21.3f}%" for c in cols))
+    acc = {name: 100 * float((l.argmax(-1) == test.labels.numpy()).mean())
+           for name, l in (("torch", logits), *((c, runs[c][0]) for c in cols))}
     print(f"accuracy on {n} test images: " + "  ".join(f"{k} {v:.1f}%" for k, v in acc.items()))
+    return {"model": path, "n": n, "T": t_steps, "layers": layers, "all_layers": total, "accuracy": acc,
+            "modes": {"Lava float": "Lava float32 process models (Loihi2SimCfg floating_pt)",
+                      "Lava fixed": "Lava fixed point (hardware/lava/quantize.py): per-channel scales, "
+                                    "weights sign + 16 bits as two 8-bit synapses per connection",
+                      "Lava fixed 8-bit": "the same with one 8-bit synapse per connection (weights sign + 8 bits)"}}
+
+
+def write_json(path: str, record: dict) -> None:
+    record = {"command": "python " + " ".join(sys.argv),
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "host": platform.node(), **record}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {path}")
 
 
 if args.model:
-    compare_saved_model(args.model, args.n)
+    result = compare_saved_model(args.model, args.n)
+    if args.json:
+        write_json(args.json, result)
     raise SystemExit(0)
 
 model = nn.Sequential(PerStep(nn.Flatten()), nn.Linear(784, 128), N.LIF(tau=2.0), nn.Linear(128, 10), N.LIF(tau=2.0))

@@ -60,19 +60,23 @@ def _float_fn(op, a, w):
 
 # ----------------------------------------------------------------------------- fixed point
 def _shift_round(x, s):
-    """``x * 2**s`` for integer ``s``, rounding half away from zero when shifting right."""
-    if s >= 0:
-        return x << s
-    half = 1 << (-s - 1)
-    return np.sign(x) * ((np.abs(x) + half) >> -s)
+    """``x * 2**s`` for integer ``s`` (a scalar or an array broadcasting over ``x``), rounding
+    half away from zero when shifting right."""
+    s = np.asarray(s, np.int64)
+    left = np.left_shift(x, np.maximum(s, 0))
+    r = np.maximum(-s, 0)
+    half = np.where(r > 0, np.left_shift(1, np.maximum(r - 1, 0)), 0)
+    right = np.sign(x) * np.right_shift(np.abs(x) + half, r)
+    return np.where(s >= 0, left, right)
 
 
 class FixedLIF:
-    """Loihi-style integer neuron: 12-bit decay, 24-bit membrane, integer threshold.
+    """Loihi-style integer neuron: 12-bit decay, 24-bit membrane, integer threshold and bias.
 
-    With ``u`` the neuron's unit (``quantize.py``): ``v <- vr + decay(v - vr) + (a << s)``,
-    ``decay(z) = sign(z) (|z| (4096 - dv) >> 12)``, spike when ``v >= vth``; hard reset to ``vr``
-    or soft reset ``v -= vth``; ``v`` saturates at +-2^23.
+    With ``u`` the neuron's unit (``quantize.py``; per channel where the weights are):
+    ``v <- vr + decay(v - vr) + (a << s) + bias``, ``decay(z) = sign(z) (|z| (4096 - dv) >> 12)``,
+    spike when ``v >= vth``; hard reset to ``vr`` or soft reset ``v -= vth``; ``v`` saturates at
+    +-2^23. ``s``, ``vth``, ``vr`` and ``bias`` broadcast over the per-sample shape.
     """
 
     delay = 0
@@ -80,16 +84,18 @@ class FixedLIF:
 
     def __init__(self, q):
         self.q, self.v = q, None
+        self.vth, self.vr, self.bias = (np.asarray(q[k], np.int64) for k in ("vth", "vr", "bias"))
 
     def __call__(self, a):
         q = self.q
         if self.v is None:
-            self.v = np.full(a.shape, q["vr"], np.int64)
-        z = self.v - q["vr"]
+            self.v = np.broadcast_to(self.vr, a.shape).astype(np.int64)
+        z = self.v - self.vr
         decayed = np.sign(z) * ((np.abs(z) * (4096 - q["dv"])) >> 12)
-        h = np.clip(q["vr"] + decayed + _shift_round(a.astype(np.int64), q["shift"]), -self.LIMIT, self.LIMIT)
-        spike = h >= q["vth"]
-        self.v = np.where(spike, h - q["vth"] if q["soft"] else q["vr"], h)
+        h = self.vr + decayed + _shift_round(a.astype(np.int64), q["shift"]) + self.bias
+        h = np.clip(h, -self.LIMIT, self.LIMIT)
+        spike = h >= self.vth
+        self.v = np.where(spike, h - self.vth if q["soft"] else self.vr, h)
         return spike.astype(np.int64)
 
 

@@ -34,8 +34,12 @@ def schedule(graph: dict) -> dict:
     return out
 
 
-def run(graph: dict, weights: dict, x: np.ndarray, fixed_point: bool, record_dir: str, record_all: bool) -> dict:
-    """Run ``x [T, B, ...]`` through the graph. Returns ``{name: [T, B, ...] float array}``."""
+def run(graph: dict, weights: dict, x: np.ndarray, fixed_point: bool, record_dir: str, record_all: bool,
+        weight_synapses: int = 2) -> dict:
+    """Run ``x [T, B, ...]`` through the graph. Returns ``{name: [T, B, ...] float array}``.
+
+    ``weight_synapses``: fixed point only, 8-bit synapses per connection (``quantize.plan``).
+    """
     mode = "fixed" if fixed_point else "float"
     # Checked here: an error raised inside a Lava process model would hang the run instead.
     unknown = [(n["name"], n["op"]) for n in graph["nodes"][1:] if n["op"] not in KNOWN_OPS]
@@ -45,7 +49,7 @@ def run(graph: dict, weights: dict, x: np.ndarray, fixed_point: bool, record_dir
     sched = schedule(graph)
     out_name = graph["output"]
     total = t_steps + sched[out_name][1]
-    q = quantize.plan(graph, weights) if fixed_point else {}
+    q = quantize.plan(graph, weights, synapses=weight_synapses) if fixed_point else {}
     shapes, procs = {}, {}
     for node in graph["nodes"]:
         name, shape = node["name"], (batch, *node["shape"])

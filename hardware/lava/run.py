@@ -1,11 +1,14 @@
 """Command-line entry of the Lava runtime (run it with .venv-lava's Python 3.10):
 
     python hardware/lava/run.py ARTIFACT --input x.npy --out y.npz [--fixed-point] [--record-all]
+                                [--weight-synapses {1,2}]
 
 Reads ``x [T, B, ...]``, runs the artifact's graph in Lava (Loihi2SimCfg, floating or fixed
 point) and writes ``y.npz`` with ``output`` (``[T, B, ...]``) and, with --record-all,
 ``layer/<node>`` for every node. Errors go to stderr with exit status 2 (bad artifact or input)
-or 1 (anything Lava raised). Imports lava and numpy only.
+or 1 (anything Lava raised). Imports lava and numpy only. ``--weight-synapses`` (fixed point:
+8-bit synapses per connection, see quantize.py) defaults to ``$SPIKEATTN_LAVA_WEIGHT_SYNAPSES``
+or 2, so that ``run_lava`` callers can choose it through the environment.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help=".npz file to write")
     ap.add_argument("--fixed-point", action="store_true")
     ap.add_argument("--record-all", action="store_true")
+    ap.add_argument("--weight-synapses", type=int, choices=(1, 2),
+                    default=int(os.environ.get("SPIKEATTN_LAVA_WEIGHT_SYNAPSES", "2")),
+                    help="fixed point: 8-bit synapses per connection (2: 16-bit weights)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -43,7 +49,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="lava-rec-") as rec:
-            traces = network.run(graph, weights, x, args.fixed_point, rec, args.record_all)
+            traces = network.run(graph, weights, x, args.fixed_point, rec, args.record_all, args.weight_synapses)
     except Exception:  # any Lava failure: report it whole, the caller shows it
         traceback.print_exc()
         return 1
