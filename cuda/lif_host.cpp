@@ -3,12 +3,47 @@
 // walks the [T, N] layout: each thread owns a range of neurons and sweeps it in blocks that
 // stay in L1, time outer and neurons inner so the inner loop reads contiguous memory.
 // Built by spikeattn/ops/_native.py with g++ -O3 -ffp-contract=off (no fast-math: bit-exact).
+// Floating-point operations are assumed not to trap: GCC may then evaluate both arms of a select
+// (g_v times a 0/1 reset factor, which it splits into a branch) and vectorise the neuron loops.
+// No value changes. It must stay above every #include: a header function compiled without it
+// (std::min, std::floor) is not inlined into the loops below, and they stop vectorising.
+#pragma GCC optimize("no-trapping-math")
+
 #include <cstdint>
 #include <cstring>
 #include <algorithm>
+#include <cmath>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
+namespace sa_host {
+
+// exp for the Sigmoid surrogate: Cephes' expf (Cody-Waite reduction, degree-5 polynomial, within
+// 2 ulp of exp on its range), branch-free so the backward loop vectorises; glibc's expf does not.
+// Inputs are clamped to [-87.33, 88.3]: beyond, 1 + exp(x) is 1 or the sigmoid is below 1e-38.
+inline float exp(float x) {
+  x = std::min(std::max(x, -87.33654f), 88.3f);
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r + n * 2.12194440e-4f;
+  float y = 1.9875691500e-4f;
+  y = y * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * (r * r) + r + 1.0f;
+  const uint32_t bits = uint32_t(int32_t(n) + 127) << 23;  // 2^n, n in [-126, 127]
+  float scale;
+  std::memcpy(&scale, &bits, 4);
+  return y * scale;
+}
+inline double exp(double x) { return std::exp(x); }  // fp64 (gradcheck) keeps libm's
+
+}  // namespace sa_host
+
+#define SA_EXP(x) sa_host::exp(x)
 #include "lif_core.cuh"
 
 namespace {
@@ -81,14 +116,33 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
   });
 }
 
-// One block of neurons, all steps in reverse. SG and PLIF are template arguments so the inner
-// loop has no branch on them and vectorises.
-template <int SG, bool PLIF, typename in_t, typename acc_t>
+// One block of neurons, all steps in reverse. SG is the surrogate kind; CHARGE, SOFT, DETACH and
+// DI (decay_input) are either -1 (read from the parameters at run time) or a value fixed at compile
+// time and written into the local copy of the parameters. With every choice fixed, the lif_core.cuh
+// maths folds to straight-line code and the loop over neurons vectorises, the Sigmoid surrogate's
+// exp included; a choice left to run time puts a select (or an unswitched branch) in the loop.
+// A charge mode for the backward only: CHARGE_LIF with tau = 2^m (see backward_block).
+constexpr int LIF_POW2 = 16;
+
+template <int SG, int CHARGE, int SOFT, int DETACH, int DI, typename in_t, typename acc_t>
 double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict__ g_v_last,
                       const acc_t* __restrict__ h_seq, const in_t* __restrict__ x,
                       const acc_t* __restrict__ v0, in_t* __restrict__ g_x,
                       acc_t* __restrict__ g_v0, int64_t T, int64_t N, int64_t b, int64_t nb,
-                      const LifParams<acc_t> q) {
+                      const LifParams<acc_t> p) {
+  constexpr bool PLIF = CHARGE == CHARGE_PLIF;
+  LifParams<acc_t> q = p;  // an unaliased local copy: its fields are loop invariants
+  if constexpr (CHARGE >= 0) q.charge_mode = CHARGE;
+  if constexpr (CHARGE == LIF_POW2) {
+    // LIF whose tau is a power of two: 1/tau is exact, so g * (1/tau) == g / tau and
+    // g * (1 - 1/tau) == g - g / tau bit for bit (each is the one rounding of the same real
+    // number); PLIF's multiplying form of the leak then replaces two divisions per step.
+    q.charge_mode = CHARGE_PLIF;
+    q.decay = acc_t(1) / p.decay;
+  }
+  if constexpr (SOFT >= 0) q.soft_reset = SOFT;
+  if constexpr (DETACH >= 0) q.detach_reset = DETACH;
+  if constexpr (DI >= 0) q.decay_input = DI;
   acc_t gv[BLOCK];
   double gk = 0.0;  // a sum over every neuron-step: fp32 would drift
   for (int64_t i = 0; i < nb; ++i) gv[i] = g_v_last ? g_v_last[b + i] : acc_t(0);
@@ -111,18 +165,17 @@ double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict
   return gk;
 }
 
-template <int SG, bool PLIF, typename in_t, typename acc_t>
+template <int SG, int CHARGE, int SOFT, int DETACH, int DI, typename in_t, typename acc_t>
 void backward(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, const in_t* x,
               const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N,
               const LifParams<acc_t> p, int nthreads) {
   std::vector<double> partial(std::max(1, nthreads), 0.0);
   double* partial_sums = partial.data();
   parallel_neurons(N, nthreads, [=](int tid, int64_t lo, int64_t hi) {
-    const LifParams<acc_t> q = p;  // unaliased local copy, as in forward
     double gk = 0.0;
     for (int64_t b = lo; b < hi; b += BLOCK)
-      gk += backward_block<SG, PLIF>(g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, T, N, b,
-                                     std::min(BLOCK, hi - b), q);
+      gk += backward_block<SG, CHARGE, SOFT, DETACH, DI>(g_spikes, g_v_last, h_seq, x, v0, g_x,
+                                                         g_v0, T, N, b, std::min(BLOCK, hi - b), p);
     partial_sums[tid] = gk;
   });
   if (g_k) {
@@ -132,28 +185,52 @@ void backward(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, c
   }
 }
 
-template <bool PLIF, typename in_t, typename acc_t>
-void backward_sg(int sg, const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq,
-                 const in_t* x, const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T,
-                 int64_t N, const LifParams<acc_t>& p, int nthreads) {
-#define SA_CASE(K) \
-  case K: return backward<K, PLIF>(g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, p, nthreads);
-  switch (sg) {
+#define SA_ARGS g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, p, nthreads
+
+// Surrogate kind -> template argument.
+template <int CHARGE, int SOFT, int DETACH, int DI, typename in_t, typename acc_t>
+void backward_sg(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, const in_t* x,
+                 const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N,
+                 const LifParams<acc_t>& p, int nthreads) {
+#define SA_CASE(K) case K: return backward<K, CHARGE, SOFT, DETACH, DI>(SA_ARGS);
+  switch (p.surrogate) {
     SA_CASE(SG_ATAN) SA_CASE(SG_SIGMOID) SA_CASE(SG_FAST_SIGMOID) SA_CASE(SG_TRIANGLE)
     default: SA_CASE(SG_RECTANGLE)
   }
 #undef SA_CASE
 }
 
+inline bool is_power_of_two(double x) {
+  int e;
+  return x > 0 && std::frexp(x, &e) == 0.5;
+}
+
+// fp32 LIF with decay_input (every neuron of the models here) gets loops specialised on every
+// choice; other dtypes, IF, PLIF and decay_input=False share generic loops (each instantiation
+// costs build time).
 template <typename in_t, typename acc_t>
 void backward_any(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, const in_t* x,
                   const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N,
                   const LifParams<acc_t>& p, int nthreads) {
-  if (p.charge_mode == CHARGE_PLIF)
-    backward_sg<true>(p.surrogate, g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, p, nthreads);
-  else
-    backward_sg<false>(p.surrogate, g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, p, nthreads);
+  if (p.charge_mode == CHARGE_PLIF) return backward_sg<CHARGE_PLIF, -1, -1, -1>(SA_ARGS);
+  if constexpr (std::is_same_v<in_t, float>) {
+    if (p.decay_input && p.charge_mode == CHARGE_LIF) {
+      const int key = is_power_of_two(p.decay) * 4 + p.soft_reset * 2 + p.detach_reset;
+      switch (key) {
+        case 0: return backward_sg<CHARGE_LIF, 0, 0, 1>(SA_ARGS);
+        case 1: return backward_sg<CHARGE_LIF, 0, 1, 1>(SA_ARGS);
+        case 2: return backward_sg<CHARGE_LIF, 1, 0, 1>(SA_ARGS);
+        case 3: return backward_sg<CHARGE_LIF, 1, 1, 1>(SA_ARGS);
+        case 4: return backward_sg<LIF_POW2, 0, 0, 1>(SA_ARGS);
+        case 5: return backward_sg<LIF_POW2, 0, 1, 1>(SA_ARGS);
+        case 6: return backward_sg<LIF_POW2, 1, 0, 1>(SA_ARGS);
+        default: return backward_sg<LIF_POW2, 1, 1, 1>(SA_ARGS);
+      }
+    }
+  }
+  return backward_sg<-1, -1, -1, -1>(SA_ARGS);
 }
+#undef SA_ARGS
 
 template <typename acc_t>
 LifParams<acc_t> make_params(int charge_mode, int decay_input, double decay, double v_th,

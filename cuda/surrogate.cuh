@@ -11,11 +11,14 @@
 #  endif
 #endif
 
-#ifdef __CUDACC__
-#  define SA_EXP(x) exp(x)
-#else
-#  include <cmath>
-#  define SA_EXP(x) std::exp(x)
+// A host build may define SA_EXP first (lif_host.cpp: an exp whose loops vectorise).
+#ifndef SA_EXP
+#  ifdef __CUDACC__
+#    define SA_EXP(x) exp(x)
+#  else
+#    include <cmath>
+#    define SA_EXP(x) std::exp(x)
+#  endif
 #endif
 
 enum SurrogateId { SG_ATAN = 0, SG_SIGMOID = 1, SG_FAST_SIGMOID = 2, SG_TRIANGLE = 3, SG_RECTANGLE = 4 };

@@ -81,6 +81,51 @@ class _SpikeAttention(torch.autograd.Function):
         return grad.to(ctx.in_dtype), None, None
 
 
+class _TokenSpikeAttention(torch.autograd.Function):
+    """The same product on spikes in the token-major layout the QKV projection writes, ``[..., N, 3, H, d]``.
+
+    Per head, Q, K and V are strided views (row stride ``3 H d``) that BLAS reads in place: no
+    head-permuted copy of the spikes, and the output comes back token-major ``[..., N, H, d]``
+    (the next projection's input layout), its gradient likewise. Saves the spikes as uint8.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv, scale, order):
+        acc = _acc_dtype(qkv.dtype)
+        lead, (n, _, heads, d) = qkv.shape[:-4], qkv.shape[-4:]
+        s = qkv.to(acc).reshape(-1, n, 3, heads, d)  # a view for fp32 spikes from the LIF
+        with torch.autocast(qkv.device.type, enabled=False):  # bf16 matmuls would round counts > 256
+            out = torch.stack([_product(s[:, :, 0, h], s[:, :, 1, h], s[:, :, 2, h], order)
+                               for h in range(heads)], dim=2)  # (.., N, H, d)
+        out = out.mul_(scale).reshape(*lead, n, heads * d)
+        ctx.scale, ctx.order, ctx.acc, ctx.in_dtype = scale, order, acc, qkv.dtype
+        ctx.save_for_backward(qkv.to(torch.uint8))
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (saved,) = ctx.saved_tensors
+        n, _, heads, d = saved.shape[-4:]
+        s = saved.to(ctx.acc).reshape(-1, n, 3, heads, d)
+        g = (grad_out.to(ctx.acc) * ctx.scale).reshape(-1, n, heads, d)
+        grad = torch.empty(s.shape, dtype=ctx.acc, device=s.device)
+        for h in range(heads):
+            q, k, v, gh = s[:, :, 0, h], s[:, :, 1, h], s[:, :, 2, h], g[:, :, h]
+            grad_q, grad_k, grad_v = grad[:, :, 0, h], grad[:, :, 1, h], grad[:, :, 2, h]
+            if ctx.order == "qk_first":
+                grad_a = gh @ v.transpose(-2, -1)                      # (.., N, N)
+                torch.matmul(grad_a, k, out=grad_q)
+                torch.matmul(grad_a.transpose(-2, -1), q, out=grad_k)
+                torch.matmul((q @ k.transpose(-2, -1)).transpose(-2, -1), gh, out=grad_v)
+            else:
+                kv = k.transpose(-2, -1) @ v                           # (.., d, d)
+                grad_kv = q.transpose(-2, -1) @ gh
+                torch.matmul(gh, kv.transpose(-2, -1), out=grad_q)
+                torch.matmul(v, grad_kv.transpose(-2, -1), out=grad_k)
+                torch.matmul(k, grad_kv, out=grad_v)
+        return grad.reshape(saved.shape).to(ctx.in_dtype), None, None
+
+
 def spike_attention(qkv: torch.Tensor, scale: float, order: str = "auto") -> torch.Tensor:
     r"""Softmax-free attention :math:`Q K^\top V \cdot s` on spikes stacked as ``qkv [3, ..., N, d]``.
 
@@ -140,10 +185,10 @@ class SpikingSelfAttention(nn.Module):
         check_tokens(x, self.dim)
         t, b, n, c = x.shape
         qkv = self.qkv_lif(self.qkv(x))                                  # (T, B, N, 3C)
-        qkv = qkv.view(t, b, n, 3, self.heads, c // self.heads).permute(3, 0, 1, 4, 2, 5)  # (3, T, B, H, N, d)
-        a = spike_attention(qkv, self.scale, self.order)  # (T, B, H, N, d)
+        order = ssa_order(n, c // self.heads) if self.order == "auto" else self.order
+        qkv = qkv.view(t, b, n, 3, self.heads, c // self.heads)          # (T, B, N, 3, H, d)
+        a = _TokenSpikeAttention.apply(qkv, self.scale, order)          # (T, B, N, C)
         a = self.attn_lif(a).to(x.dtype)
-        a = a.transpose(2, 3).reshape(t, b, n, c)                        # (T, B, N, C)
         return self.proj_lif(self.proj(a, is_spikes=True))
 
     def extra_repr(self) -> str:

@@ -50,6 +50,29 @@ def test_attention_matches_autograd_of_naive_product():
         assert_close(ours, ref, rtol=1e-12, what=order)
 
 
+@pytest.mark.parametrize("order", ["qk_first", "kv_first"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16], ids=str)
+def test_token_major_core_equals_head_permuted_spike_attention(order, dtype):
+    """SSA's core reads Q, K, V per head from the projection's [T, B, N, 3, H, d] layout in place:
+    the same counts as spike_attention on the head-permuted copy, and the same gradient."""
+    from spikeattn.layers.attention import _TokenSpikeAttention
+
+    T, B, N, H, d = 2, 3, 10, 4, 8
+    s = spikes(T, B, N, 3, H, d, rate=0.6, seed=1, dtype=dtype)
+    g = torch.randn(T, B, N, H * d, generator=torch.Generator().manual_seed(2))
+    a = s.clone().requires_grad_()
+    out = _TokenSpikeAttention.apply(a, 0.125, order)                       # (T, B, N, H*d)
+    (grad,) = torch.autograd.grad((out * g).sum(), a)
+    b = s.clone().requires_grad_()
+    ref = spike_attention(b.permute(3, 0, 1, 4, 2, 5), 0.125, order)        # (T, B, H, N, d)
+    ref = ref.transpose(2, 3).reshape(T, B, N, H * d)
+    (grad_ref,) = torch.autograd.grad((ref * g).sum(), b)
+    assert out.shape == (T, B, N, H * d) and out.dtype == ref.dtype and out.is_contiguous()
+    assert torch.equal(out, ref) and out.max() > 1
+    assert grad.dtype == dtype and grad.shape == s.shape
+    assert_close(grad.double(), grad_ref.double(), rtol=1e-6 if dtype != torch.bfloat16 else 2**-7, what="grad qkv")
+
+
 @pytest.mark.parametrize("n", [4, 16], ids=lambda n: f"N{n}")  # head dim 8: N=4 -> qk_first, N=16 -> kv_first
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_ssa_orders_give_identical_layer_outputs(n, backend):

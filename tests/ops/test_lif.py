@@ -71,6 +71,28 @@ def test_every_setting(mode, v_reset, decay_input, detach_reset, surrogate):
     assert 0.02 < rate < 0.98, f"the case must exercise firing and silence, rate {rate}"
 
 
+@pytest.mark.parametrize("tau", [2.0, 4.0, 1.5], ids=lambda t: f"tau{t}")  # 2^m: multiplied, else divided
+@pytest.mark.parametrize("v_reset", [0.0, None], ids=["hard", "soft"])
+@pytest.mark.parametrize("detach_reset", [False, True], ids=["attached", "detached"])
+@pytest.mark.parametrize("surrogate", SURROGATES, ids=lambda s: type(s).__name__)
+def test_fp32_lif_specialised_backward(tau, v_reset, detach_reset, surrogate):
+    """fp32 LIF with decay_input has backward loops specialised per setting: several blocks of
+    256 neurons plus a ragged tail (vector remainders), against the reference."""
+    x = torch.randn(5, 2, 301) * 1.5 + 0.6
+    p = make_params(CHARGE_LIF, tau, 0.9, v_reset, True, detach_reset, surrogate, torch.float32)
+    spikes = check_against_reference(x, p)
+    assert 0.02 < spikes.mean().item() < 0.98
+
+
+@pytest.mark.parametrize("surrogate", SURROGATES, ids=lambda s: type(s).__name__)
+def test_surrogates_far_from_threshold(surrogate):
+    """Membranes far beyond the threshold (Sigmoid: exp of +-1e4, clamped in the CPU kernel) give
+    finite gradients that match the reference."""
+    x = torch.tensor([-1e4, -300.0, -30.0, -3.0, 0.0, 0.9, 1.9, 3.0, 30.0, 300.0, 1e4]).repeat(4, 2, 1)
+    p = make_params(CHARGE_LIF, 2.0, 1.0, 0.0, True, False, surrogate, torch.float32)
+    check_against_reference(x, p, v0=torch.zeros(x.shape[1:]))
+
+
 @st.composite
 def cases(draw):
     T = draw(st.integers(1, 6))
