@@ -107,8 +107,8 @@ def _ssa(b: _Builder, path: str, m: SpikingSelfAttention, src):
     n, c = src[1]
     qkv = b.neuron(f"{path}.qkv_lif", m.qkv_lif, b.linear(f"{path}.qkv", m.qkv, src))
     a = b.add(f"{path}.ssa", "ssa", [qkv[0]], (m.heads, n, c // m.heads), {"heads": m.heads, "scale": m.scale})
+    a = b.add(f"{path}.merge", "merge_heads", [a[0]], (n, c))   # torch fires attn_lif token-major
     a = b.neuron(f"{path}.attn_lif", m.attn_lif, a)
-    a = b.add(f"{path}.merge", "merge_heads", [a[0]], (n, c))
     return b.neuron(f"{path}.proj_lif", m.proj_lif, b.linear(f"{path}.proj", m.proj, a))
 
 
