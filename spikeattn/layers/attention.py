@@ -86,7 +86,9 @@ class _TokenSpikeAttention(torch.autograd.Function):
 
     Per head, Q, K and V are strided views (row stride ``3 H d``) that BLAS reads in place: no
     head-permuted copy of the spikes, and the output comes back token-major ``[..., N, H, d]``
-    (the next projection's input layout), its gradient likewise. Saves the spikes as uint8.
+    (the next projection's input layout), its gradient likewise. Saves the spikes as uint8, and
+    the middle product (``Q K^T``: counts up to d; ``K^T V``: up to N) as uint8 too when those
+    counts fit in it, so backward does not recompute it.
     """
 
     @staticmethod
@@ -94,31 +96,42 @@ class _TokenSpikeAttention(torch.autograd.Function):
         acc = _acc_dtype(qkv.dtype)
         lead, (n, _, heads, d) = qkv.shape[:-4], qkv.shape[-4:]
         s = qkv.to(acc).reshape(-1, n, 3, heads, d)  # a view for fp32 spikes from the LIF
+        outs, middles = [], []
         with torch.autocast(qkv.device.type, enabled=False):  # bf16 matmuls would round counts > 256
-            out = torch.stack([_product(s[:, :, 0, h], s[:, :, 1, h], s[:, :, 2, h], order)
-                               for h in range(heads)], dim=2)  # (.., N, H, d)
-        out = out.mul_(scale).reshape(*lead, n, heads * d)
+            for h in range(heads):
+                q, k, v = s[:, :, 0, h], s[:, :, 1, h], s[:, :, 2, h]
+                if order == "qk_first":
+                    middles.append(q @ k.transpose(-2, -1))          # (.., N, N)
+                    outs.append(middles[-1] @ v)
+                else:
+                    middles.append(k.transpose(-2, -1) @ v)          # (.., d, d)
+                    outs.append(q @ middles[-1])
+        out = torch.stack(outs, dim=2).mul_(scale).reshape(*lead, n, heads * d)  # (.., N, H*d)
+        keep = (d if order == "qk_first" else n) <= 255
+        middle = torch.stack(middles, dim=1).to(torch.uint8) if keep else qkv.new_empty(0, dtype=torch.uint8)
         ctx.scale, ctx.order, ctx.acc, ctx.in_dtype = scale, order, acc, qkv.dtype
-        ctx.save_for_backward(qkv.to(torch.uint8))
+        ctx.save_for_backward(qkv.to(torch.uint8), middle)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        (saved,) = ctx.saved_tensors
+        saved, middle = ctx.saved_tensors
         n, _, heads, d = saved.shape[-4:]
         s = saved.to(ctx.acc).reshape(-1, n, 3, heads, d)
         g = (grad_out.to(ctx.acc) * ctx.scale).reshape(-1, n, heads, d)
+        middle = middle.to(ctx.acc) if middle.numel() else None   # (.., H, N, N) or (.., H, d, d)
         grad = torch.empty(s.shape, dtype=ctx.acc, device=s.device)
         for h in range(heads):
             q, k, v, gh = s[:, :, 0, h], s[:, :, 1, h], s[:, :, 2, h], g[:, :, h]
             grad_q, grad_k, grad_v = grad[:, :, 0, h], grad[:, :, 1, h], grad[:, :, 2, h]
             if ctx.order == "qk_first":
-                grad_a = gh @ v.transpose(-2, -1)                      # (.., N, N)
+                a = middle[:, h] if middle is not None else q @ k.transpose(-2, -1)   # (.., N, N)
+                grad_a = gh @ v.transpose(-2, -1)
                 torch.matmul(grad_a, k, out=grad_q)
                 torch.matmul(grad_a.transpose(-2, -1), q, out=grad_k)
-                torch.matmul((q @ k.transpose(-2, -1)).transpose(-2, -1), gh, out=grad_v)
+                torch.matmul(a.transpose(-2, -1), gh, out=grad_v)
             else:
-                kv = k.transpose(-2, -1) @ v                           # (.., d, d)
+                kv = middle[:, h] if middle is not None else k.transpose(-2, -1) @ v  # (.., d, d)
                 grad_kv = q.transpose(-2, -1) @ gh
                 torch.matmul(gh, kv.transpose(-2, -1), out=grad_q)
                 torch.matmul(v, grad_kv.transpose(-2, -1), out=grad_k)
