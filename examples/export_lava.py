@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -64,15 +63,14 @@ def run_modes(art, x: torch.Tensor, n: int, keys) -> dict:
     """``{column: (logits [n, classes], {layer: [T, n, ...] spikes})}`` for every Lava mode."""
     runs = {}
     for mode, fixed, synapses in LAVA_MODES:
-        os.environ["SPIKEATTN_LAVA_WEIGHT_SYNAPSES"] = str(synapses)   # read by hardware/lava/run.py
         t0, outs, layers = time.time(), [], []
         for i in range(0, n, 100):          # 100 images per Lava run keeps the traces small
-            o, lay = run_lava(art, x[:, i:i + 100].numpy(), fixed_point=fixed, return_layers=True, timeout=600)
+            o, lay = run_lava(art, x[:, i:i + 100].numpy(), fixed_point=fixed, return_layers=True, timeout=600,
+                              weight_synapses=synapses)
             outs.append(o.mean(0))           # per-step logits -> torch's mean over T
             layers.append(lay)
         runs[mode] = (np.concatenate(outs), {k: np.concatenate([l[k] for l in layers], 1) for k in keys})
         print(f"{mode}: {n} images x {x.shape[0]} steps in {time.time() - t0:.1f} s")
-    os.environ.pop("SPIKEATTN_LAVA_WEIGHT_SYNAPSES")
     return runs
 
 

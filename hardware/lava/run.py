@@ -7,8 +7,7 @@ Reads ``x [T, B, ...]``, runs the artifact's graph in Lava (Loihi2SimCfg, floati
 point) and writes ``y.npz`` with ``output`` (``[T, B, ...]``) and, with --record-all,
 ``layer/<node>`` for every node. Errors go to stderr with exit status 2 (bad artifact or input)
 or 1 (anything Lava raised). Imports lava and numpy only. ``--weight-synapses`` (fixed point:
-8-bit synapses per connection, see quantize.py) defaults to ``$SPIKEATTN_LAVA_WEIGHT_SYNAPSES``
-or 2, so that ``run_lava`` callers can choose it through the environment.
+8-bit synapses per connection, see quantize.py) defaults to 2.
 """
 
 from __future__ import annotations
@@ -29,7 +28,7 @@ def main(argv=None) -> int:
     ap.add_argument("--fixed-point", action="store_true")
     ap.add_argument("--record-all", action="store_true")
     ap.add_argument("--weight-synapses", type=int, choices=(1, 2),
-                    default=int(os.environ.get("SPIKEATTN_LAVA_WEIGHT_SYNAPSES", "2")),
+                    default=2,
                     help="fixed point: 8-bit synapses per connection (2: 16-bit weights)")
     args = ap.parse_args(argv)
 

@@ -57,19 +57,23 @@ def lava_python() -> Path:
 
 
 def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarray, fixed_point: bool = False,
-             timeout: float = 120, return_layers: bool = False):
+             timeout: float = 120, return_layers: bool = False, weight_synapses: int = 2):
     """Run an artifact in Lava (Loihi2SimCfg) for ``T`` steps on every sample of the batch.
 
     Args:
         artifact: a LavaArtifact or its folder.
         input_spikes: ``[T, B, *input_shape]`` numpy array (cast to float32).
-        fixed_point: run the Loihi-style integer models (experimental; see hardware/lava/quantize.py).
+        fixed_point: run the Loihi-style integer models (see hardware/lava/quantize.py).
         timeout: seconds before the subprocess is killed.
         return_layers: also return ``{node name: [T, B, ...] spikes/values}`` for every node.
+        weight_synapses: fixed point only: 8-bit synapses per connection, 2 (sign + 16-bit weights at
+            twice the synapse memory; the default) or 1 (sign + 8 bits).
 
     Returns:
         ``output [T, B, ...]`` float32, or ``(output, layers)`` with ``return_layers``.
     """
+    if weight_synapses not in (1, 2):
+        raise ValueError(f"weight_synapses must be 1 or 2, got {weight_synapses!r}")
     art = artifact if isinstance(artifact, LavaArtifact) else open_artifact(artifact)
     x = np.asarray(input_spikes)
     if x.ndim != 2 + len(art.input_shape) or tuple(x.shape[2:]) != art.input_shape:
@@ -86,6 +90,7 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
         np.save(inp, x.astype(np.float32))
         cmd = [str(py), str(runner), str(art.path), "--input", inp, "--out", out]
         cmd += ["--fixed-point"] * fixed_point + ["--record-all"] * return_layers
+        cmd += ["--weight-synapses", str(weight_synapses)]
         returncode, stderr = _run_group(cmd, tmp, timeout)
         if returncode is None:
             raise LavaError(f"the Lava runtime did not finish within timeout={timeout} s (killed):\n{stderr}")

@@ -61,6 +61,8 @@ def test_wrong_input_shape(tmp_path):
         run_lava(art, X.numpy()[:, 0])
     with pytest.raises(ValueError, match="NaN"):
         run_lava(art, np.full(X.shape, np.nan, np.float32))
+    with pytest.raises(ValueError, match="weight_synapses must be 1 or 2, got 3"):
+        run_lava(art, X.numpy(), fixed_point=True, weight_synapses=3)
 
 
 def test_missing_env(tmp_path, monkeypatch):

@@ -182,9 +182,7 @@ def test_lava_fixed_point_is_the_kernels(rt, tmp_path):
     art = write(tmp_path / "net", graph, arrays)
     for synapses in (2, 1):
         want, _ = simulate_fixed(graph, arrays, x.numpy(), kernels, quantize, synapses=synapses)
-        with pytest.MonkeyPatch.context() as mp:
-            mp.setenv("SPIKEATTN_LAVA_WEIGHT_SYNAPSES", str(synapses))
-            _, layers = run_lava(art, x.numpy(), fixed_point=True, return_layers=True)
+        _, layers = run_lava(art, x.numpy(), fixed_point=True, return_layers=True, weight_synapses=synapses)
         for n in graph["nodes"][1:]:
             np.testing.assert_allclose(layers[n["name"]], want[n["name"]].astype(np.float32), rtol=1e-6,
                                        err_msg=f"{n['name']} ({synapses} synapse(s))")
