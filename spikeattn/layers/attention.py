@@ -42,9 +42,9 @@ def _product(q, k, v, order):
 class _SpikeAttention(torch.autograd.Function):
     """``Q K^T V * scale`` on 0/1 operands stacked as ``qkv [3, ..., N, d]``.
 
-    Saves ``qkv`` as uint8 (1 byte per spike) and recomputes the middle product in backward;
-    returns one gradient for the stacked tensor, so autograd never zero-fills and scatters
-    three slice gradients.
+    Saves ``qkv`` as uint8 (1 byte per spike), and the middle product (``Q K^T`` or ``K^T V``)
+    as uint8 when its counts fit (else backward recomputes it); returns one gradient for the
+    stacked tensor, so autograd never zero-fills and scatters three slice gradients.
     """
 
     @staticmethod
@@ -52,91 +52,44 @@ class _SpikeAttention(torch.autograd.Function):
         acc = _acc_dtype(qkv.dtype)
         # One dense copy (qkv usually arrives as a head-permuted view): the matmuls below and the
         # uint8 copy saved for backward then read contiguous memory instead of each copying again.
+        in_dtype = qkv.dtype
         qkv = qkv.to(acc).contiguous()
         q, k, v = qkv.unbind(0)
         with torch.autocast(qkv.device.type, enabled=False):  # bf16 matmuls would round counts > 256
-            out = _product(q, k, v, order) * scale
-        ctx.scale, ctx.order, ctx.acc, ctx.in_dtype = scale, order, acc, qkv.dtype
-        ctx.save_for_backward(qkv.to(torch.uint8))
-        return out
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        (qkv,) = ctx.saved_tensors
-        q, k, v = qkv.to(ctx.acc).unbind(0)
-        g = grad_out.to(ctx.acc) * ctx.scale
-        grad = torch.empty(qkv.shape, dtype=ctx.acc, device=qkv.device)
-        grad_q, grad_k, grad_v = grad.unbind(0)
-        if ctx.order == "qk_first":
-            grad_a = g @ v.transpose(-2, -1)                           # (.., N, N)
-            torch.matmul(grad_a, k, out=grad_q)
-            torch.matmul(grad_a.transpose(-2, -1), q, out=grad_k)
-            torch.matmul((q @ k.transpose(-2, -1)).transpose(-2, -1), g, out=grad_v)
-        else:
-            kv = k.transpose(-2, -1) @ v                               # (.., d, d)
-            grad_kv = q.transpose(-2, -1) @ g
-            torch.matmul(g, kv.transpose(-2, -1), out=grad_q)
-            torch.matmul(v, grad_kv.transpose(-2, -1), out=grad_k)
-            torch.matmul(k, grad_kv, out=grad_v)
-        return grad.to(ctx.in_dtype), None, None
-
-
-class _TokenSpikeAttention(torch.autograd.Function):
-    """The same product on spikes in the token-major layout the QKV projection writes, ``[..., N, 3, H, d]``.
-
-    Per head, Q, K and V are strided views (row stride ``3 H d``) that BLAS reads in place: no
-    head-permuted copy of the spikes, and the output comes back token-major ``[..., N, H, d]``
-    (the next projection's input layout), its gradient likewise. Saves the spikes as uint8, and
-    the middle product (``Q K^T``: counts up to d; ``K^T V``: up to N) as uint8 too when those
-    counts fit in it, so backward does not recompute it.
-    """
-
-    @staticmethod
-    def forward(ctx, qkv, scale, order):
-        acc = _acc_dtype(qkv.dtype)
-        lead, (n, _, heads, d) = qkv.shape[:-4], qkv.shape[-4:]
-        s = qkv.to(acc).reshape(-1, n, 3, heads, d)  # a view for fp32 spikes from the LIF
-        outs, middles = [], []
-        with torch.autocast(qkv.device.type, enabled=False):  # bf16 matmuls would round counts > 256
-            for h in range(heads):
-                q, k, v = s[:, :, 0, h], s[:, :, 1, h], s[:, :, 2, h]
-                if order == "qk_first":
-                    middles.append(q @ k.transpose(-2, -1))          # (.., N, N)
-                    outs.append(middles[-1] @ v)
-                else:
-                    middles.append(k.transpose(-2, -1) @ v)          # (.., d, d)
-                    outs.append(q @ middles[-1])
-        out = torch.stack(outs, dim=2).mul_(scale).reshape(*lead, n, heads * d)  # (.., N, H*d)
-        keep = (d if order == "qk_first" else n) <= 255
-        middle = torch.stack(middles, dim=1).to(torch.uint8) if keep else qkv.new_empty(0, dtype=torch.uint8)
-        ctx.scale, ctx.order, ctx.acc, ctx.in_dtype = scale, order, acc, qkv.dtype
+            if order == "qk_first":
+                middle = q @ k.transpose(-2, -1)                      # (.., N, N), counts <= d
+                out = (middle @ v) * scale
+            else:
+                middle = k.transpose(-2, -1) @ v                      # (.., d, d), counts <= N
+                out = (q @ middle) * scale
+        # The middle product's counts fit in uint8 (1 byte each) up to 255: kept for backward
+        # instead of recomputed; beyond, recomputed.
+        bound = q.shape[-1] if order == "qk_first" else q.shape[-2]
+        middle = middle.to(torch.uint8) if bound <= 255 else qkv.new_empty(0, dtype=torch.uint8)
+        ctx.scale, ctx.order, ctx.acc, ctx.in_dtype = scale, order, acc, in_dtype
         ctx.save_for_backward(qkv.to(torch.uint8), middle)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
-        saved, middle = ctx.saved_tensors
-        n, _, heads, d = saved.shape[-4:]
-        s = saved.to(ctx.acc).reshape(-1, n, 3, heads, d)
-        g = (grad_out.to(ctx.acc) * ctx.scale).reshape(-1, n, heads, d)
-        middle = middle.to(ctx.acc) if middle.numel() else None   # (.., H, N, N) or (.., H, d, d)
-        grad = torch.empty(s.shape, dtype=ctx.acc, device=s.device)
-        for h in range(heads):
-            q, k, v, gh = s[:, :, 0, h], s[:, :, 1, h], s[:, :, 2, h], g[:, :, h]
-            grad_q, grad_k, grad_v = grad[:, :, 0, h], grad[:, :, 1, h], grad[:, :, 2, h]
-            if ctx.order == "qk_first":
-                a = middle[:, h] if middle is not None else q @ k.transpose(-2, -1)   # (.., N, N)
-                grad_a = gh @ v.transpose(-2, -1)
-                torch.matmul(grad_a, k, out=grad_q)
-                torch.matmul(grad_a.transpose(-2, -1), q, out=grad_k)
-                torch.matmul(a.transpose(-2, -1), gh, out=grad_v)
-            else:
-                kv = middle[:, h] if middle is not None else k.transpose(-2, -1) @ v  # (.., d, d)
-                grad_kv = q.transpose(-2, -1) @ gh
-                torch.matmul(gh, kv.transpose(-2, -1), out=grad_q)
-                torch.matmul(v, grad_kv.transpose(-2, -1), out=grad_k)
-                torch.matmul(k, grad_kv, out=grad_v)
-        return grad.reshape(saved.shape).to(ctx.in_dtype), None, None
+        qkv, middle = ctx.saved_tensors
+        q, k, v = qkv.to(ctx.acc).unbind(0)
+        g = grad_out.to(ctx.acc) * ctx.scale
+        grad = torch.empty(qkv.shape, dtype=ctx.acc, device=qkv.device)
+        grad_q, grad_k, grad_v = grad.unbind(0)
+        if ctx.order == "qk_first":
+            a = middle.to(ctx.acc) if middle.numel() else q @ k.transpose(-2, -1)   # (.., N, N)
+            grad_a = g @ v.transpose(-2, -1)
+            torch.matmul(grad_a, k, out=grad_q)
+            torch.matmul(grad_a.transpose(-2, -1), q, out=grad_k)
+            torch.matmul(a.transpose(-2, -1), g, out=grad_v)
+        else:
+            kv = middle.to(ctx.acc) if middle.numel() else k.transpose(-2, -1) @ v  # (.., d, d)
+            grad_kv = q.transpose(-2, -1) @ g
+            torch.matmul(g, kv.transpose(-2, -1), out=grad_q)
+            torch.matmul(v, grad_kv.transpose(-2, -1), out=grad_k)
+            torch.matmul(k, grad_kv, out=grad_v)
+        return grad.to(ctx.in_dtype), None, None
 
 
 def spike_attention(qkv: torch.Tensor, scale: float, order: str = "auto") -> torch.Tensor:
@@ -198,10 +151,10 @@ class SpikingSelfAttention(nn.Module):
         check_tokens(x, self.dim)
         t, b, n, c = x.shape
         qkv = self.qkv_lif(self.qkv(x))                                  # (T, B, N, 3C)
-        order = ssa_order(n, c // self.heads) if self.order == "auto" else self.order
-        qkv = qkv.view(t, b, n, 3, self.heads, c // self.heads)          # (T, B, N, 3, H, d)
-        a = _TokenSpikeAttention.apply(qkv, self.scale, order)          # (T, B, N, C)
+        qkv = qkv.view(t, b, n, 3, self.heads, c // self.heads).permute(3, 0, 1, 4, 2, 5)  # (3, T, B, H, N, d)
+        a = spike_attention(qkv, self.scale, self.order)  # (T, B, H, N, d)
         a = self.attn_lif(a).to(x.dtype)
+        a = a.transpose(2, 3).reshape(t, b, n, c)                        # (T, B, N, C)
         return self.proj_lif(self.proj(a, is_spikes=True))
 
     def extra_repr(self) -> str:
