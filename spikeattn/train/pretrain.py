@@ -66,11 +66,13 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, keep: torch.Tensor, nor
 
 def mae_loss(mae: SpikformerMAE, x: torch.Tensor, mask_ratio: float = 0.75, norm_pix: bool = True,
              keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Reconstruction loss of ``mae`` on images ``x`` ``[B, C, H, W]`` under a fresh random mask (or ``keep``)."""
+    """Reconstruction loss of ``mae`` (or its DDP wrapper) on images ``x`` ``[B, C, H, W]`` under a fresh
+    random mask (or ``keep``)."""
+    core = getattr(mae, "module", mae)  # DistributedDataParallel hides the attributes; call the wrapper though
     if keep is None:
-        keep = random_keep_mask(x.shape[-4], mae.num_tokens, mask_ratio, device=x.device)
+        keep = random_keep_mask(x.shape[-4], core.num_tokens, mask_ratio, device=x.device)
     imgs = x if x.dim() == 4 else x[0]  # the target is the image (frame 0 of a direct-encoded sequence)
-    return masked_mse(mae(x, keep), patchify(imgs, mae.patch), keep, norm_pix)
+    return masked_mse(mae(x, keep), patchify(imgs, core.patch), keep, norm_pix)
 
 
 class WithoutLabels(Dataset):
