@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from spikeattn import surrogate as sg
 from spikeattn.neuron import LIF
+from spikeattn.ops.spike_linear import spike_grad_weight
 
 __all__ = ["NeuronSpec", "PerFrame", "LinearBN", "spike_linear", "check_tokens", "compact_spikes"]
 
@@ -84,8 +85,10 @@ class _SpikeLinear(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = grad_y @ weight.to(grad_y.dtype)
         if ctx.needs_input_grad[1]:
-            x = x.to(grad_y.dtype)
-            grad_w = (grad_y.reshape(-1, grad_y.shape[-1]).T @ x.reshape(-1, x.shape[-1])).to(weight.dtype)
+            g2, x2 = grad_y.reshape(-1, grad_y.shape[-1]), x.reshape(-1, x.shape[-1])
+            # uint8 input: a gather-sum over its nonzeros (a fifth of the dense GEMM at 20% spikes)
+            grad_w = spike_grad_weight(g2, x2) if x.dtype == torch.uint8 else g2.T @ x2.to(g2.dtype)
+            grad_w = grad_w.to(weight.dtype)
         if ctx.needs_input_grad[2]:
             grad_b = grad_y.reshape(-1, grad_y.shape[-1]).sum(0)
         return grad_x, grad_w, grad_b, None

@@ -1,0 +1,113 @@
+"""spike_grad_weight: the CPU gather-sum kernel against the dense reference (sparse lists, the
+complement of mostly-one spikes, counts up to 255, the dense fallback, tails of every block),
+determinism across threads, bad input, and spike_linear's weight gradient through it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from spikeattn.layers.seq import spike_linear
+from spikeattn.ops import spike_linear as sl_ops
+from spikeattn.ops.spike_linear import spike_grad_weight
+from spikeattn.ops.spike_linear.reference import naive_spike_grad_weight
+from tests.conftest import assert_close
+
+needs_cpu_kernel = pytest.mark.skipif(not sl_ops.cpu.is_available(), reason="needs g++ for the CPU kernel")
+
+
+def exact(grad_y, x):
+    return grad_y.double().T @ x.double()  # fp64: the fp32 sums are compared against this
+
+
+def spikes(m, i, density, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(m, i, generator=g) < density).to(torch.uint8)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("density", [0.0, 0.05, 0.2, 0.5, 0.9, 1.0])  # 0.5: the dense fallback
+@pytest.mark.parametrize("shape", [(1, 1, 1), (300, 100, 37), (513, 128, 20), (64, 200, 3)], ids=str)
+def test_cpu_matches_reference(shape, density):
+    m, o, i = shape  # M=300/513: a partial token chunk; O=100/200: a partial block of 64 outputs
+    grad_y = torch.randn(m, o)
+    x = spikes(m, i, density)
+    got = spike_grad_weight(grad_y, x, backend="cpu")
+    assert got.dtype == torch.float32 and got.shape == (o, i)
+    assert_close(got, exact(grad_y, x), 1e-6, 1e-6, what=f"density {density}")
+    assert_close(got, naive_spike_grad_weight(grad_y, x), 1e-6, 1e-6, what="vs torch")
+
+
+@needs_cpu_kernel
+def test_counts_up_to_255():
+    grad_y = torch.randn(400, 70)
+    x = torch.randint(0, 256, (400, 9), dtype=torch.uint8) * (torch.rand(400, 9) < 0.1)
+    assert x.max() > 1
+    assert_close(spike_grad_weight(grad_y, x, backend="cpu"), exact(grad_y, x), 1e-6, 1e-6)
+
+
+@needs_cpu_kernel
+def test_hand_computed_and_complement():
+    # x mostly ones (complement lists); column 0 all ones, column 1 zero at token 1 only.
+    grad_y = torch.tensor([[1.0, 10.0], [2.0, 20.0], [4.0, 40.0]])
+    x = torch.tensor([[1, 1], [1, 0], [1, 1]], dtype=torch.uint8)
+    expected = torch.tensor([[7.0, 5.0], [70.0, 50.0]])
+    assert torch.equal(spike_grad_weight(grad_y, x, backend="cpu"), expected)
+
+
+@needs_cpu_kernel
+def test_same_bits_for_any_thread_count():
+    grad_y, x = torch.randn(700, 300), spikes(700, 50, 0.2)
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = spike_grad_weight(grad_y, x, backend="cpu")
+        torch.set_num_threads(2)
+        two = spike_grad_weight(grad_y, x, backend="cpu")
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(one, two)
+
+
+@needs_cpu_kernel
+def test_empty_tokens_give_zeros():
+    got = spike_grad_weight(torch.randn(0, 5), torch.zeros(0, 3, dtype=torch.uint8), backend="cpu")
+    assert torch.equal(got, torch.zeros(5, 3))
+
+
+@needs_cpu_kernel
+def test_registered_op_passes_opcheck():
+    torch.library.opcheck(torch.ops.spikeattn.spike_grad_weight.default,
+                          (torch.randn(40, 70), spikes(40, 6, 0.2)), test_utils=("test_schema", "test_faketensor"))
+
+
+def test_auto_picks_torch_for_other_dtypes():
+    assert sl_ops.resolve_backend("auto", torch.randn(2, 2, dtype=torch.float64)) == "torch"
+    grad_y, x = torch.randn(50, 8, dtype=torch.float64), spikes(50, 4, 0.3)
+    assert_close(spike_grad_weight(grad_y, x), exact(grad_y, x), 1e-12)
+
+
+def test_bad_input_raises():
+    g = torch.randn(4, 3)
+    with pytest.raises(TypeError, match="x must be uint8"):
+        spike_grad_weight(g, torch.zeros(4, 2))
+    with pytest.raises(ValueError, match="rows"):
+        spike_grad_weight(g, torch.zeros(5, 2, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="2-D"):
+        spike_grad_weight(g.view(2, 2, 3), torch.zeros(4, 2, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="backend"):
+        spike_grad_weight(g, torch.zeros(4, 2, dtype=torch.uint8), backend="gpu")
+    with pytest.raises(ValueError, match="fp32"):
+        spike_grad_weight(g.double(), torch.zeros(4, 2, dtype=torch.uint8), backend="cpu")
+
+
+@pytest.mark.parametrize("is_spikes", [True, False])
+@pytest.mark.parametrize("density", [0.2, 0.9])
+def test_spike_linear_weight_grad(is_spikes, density):
+    x = spikes(2 * 3 * 5, 16, density).float().view(2, 3, 5, 16)
+    w = torch.randn(40, 16, requires_grad=True)
+    w_ref = w.detach().clone().requires_grad_(True)
+    gy = torch.randn(2, 3, 5, 40)
+    (spike_linear(x, w, None, is_spikes=is_spikes) * gy).sum().backward()
+    (torch.nn.functional.linear(x, w_ref) * gy).sum().backward()
+    assert_close(w.grad, w_ref.grad, 1e-6, 1e-6)
