@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from spikeattn.layers.seq import LinearBN, NeuronSpec, check_tokens
+from spikeattn.ops import ssa as ssa_ops
 
 __all__ = ["SpikingSelfAttention", "SpikeDrivenSelfAttention", "ssa_order", "spike_attention"]
 
@@ -149,12 +150,8 @@ class SpikingSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tokens(x, self.dim)
-        t, b, n, c = x.shape
-        qkv = self.qkv_lif(self.qkv(x))                                  # (T, B, N, 3C)
-        qkv = qkv.view(t, b, n, 3, self.heads, c // self.heads).permute(3, 0, 1, 4, 2, 5)  # (3, T, B, H, N, d)
-        a = spike_attention(qkv, self.scale, self.order)  # (T, B, H, N, d)
-        a = self.attn_lif(a).to(x.dtype)
-        a = a.transpose(2, 3).reshape(t, b, n, c)                        # (T, B, N, C)
+        qkv = self.qkv_lif(self.qkv(x))                      # (T, B, N, 3C)
+        a = self.attn_lif(_attend(qkv, self.heads, self.scale, self.order)).to(x.dtype)  # (T, B, N, C)
         return self.proj_lif(self.proj(a, is_spikes=True))
 
     def extra_repr(self) -> str:
@@ -194,6 +191,16 @@ class SpikeDrivenSelfAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, heads={self.heads}"
+
+
+def _attend(qkv: torch.Tensor, heads: int, scale: float, order: str) -> torch.Tensor:
+    """SSA core ``[T, B, N, 3C] -> [T, B, N, C]`` fp32; the fused CPU kernel where it runs (same bits)."""
+    if ssa_ops.resolve_backend("auto", qkv) == "cpu":
+        return ssa_ops.ssa_tokens(qkv, heads, scale, backend="cpu")  # no permuted copies, 1 bit per spike saved
+    t, b, n, c3 = qkv.shape
+    c = c3 // 3
+    qkv = qkv.view(t, b, n, 3, heads, c // heads).permute(3, 0, 1, 4, 2, 5)  # (3, T, B, H, N, d)
+    return spike_attention(qkv, scale, order).transpose(2, 3).reshape(t, b, n, c)
 
 
 def _check_dims(dim, heads):
