@@ -1,6 +1,6 @@
 """Spikformer V2 on Fashion-MNIST with 1,000 labels: masked-image pretraining + fine-tuning vs from scratch.
 
-    python examples/pretrain_spikformer_v2.py                  # full run, < 30 minutes on 2 CPU cores
+    python examples/pretrain_spikformer_v2.py                  # full run: ~20 CPU-minutes on one thread
     python examples/pretrain_spikformer_v2.py --quick          # a few hundred images, tens of steps (CI)
 
 1. Pretrain the encoder of `spikformer-v2-mini-fmnist` (SCS stem + 2 spiking blocks) on the 60,000
@@ -8,7 +8,8 @@
    with a small non-spiking decoder.
 2. Fine-tune it (stem + blocks loaded, new head) on 1,000 labelled images.
 3. Train the same model from scratch on the same 1,000 labels with the same budget.
-Both are tested on the 10,000 test images. Results go to --out: pretrain/ (pretrained.pt, ckpt.pt, ...),
+Both are tested on the 10,000 test images. Cost, measured as CPU time on one thread of this machine:
+0.54 s per pretraining step (batch 128), 0.32 s per fine-tuning step (batch 64), 18 s per test pass. Results go to --out: pretrain/ (pretrained.pt, ckpt.pt, ...),
 finetune/, scratch/, reconstructions.png, result.json (and --result, the recorded JSON, in a full run).
 """
 
