@@ -162,17 +162,146 @@ void backward(const float* __restrict__ g_out, const uint64_t* __restrict__ bits
   });
 }
 
+// ---- d <= 64: the same walks with each row in NV 8-float registers (d padded to 8 * NV) ----
+
+typedef float v8 __attribute__((vector_size(32)));  // one AVX register (two SSE ones)
+
+inline void store_row(float* dst, const v8* src, int64_t d) { std::memcpy(dst, src, d * sizeof(float)); }
+
+template <int NV>
+void kv_product_v(const Dims& s, const uint64_t* bits, int64_t tb, int64_t h, v8* __restrict__ kv) {
+  const int64_t d = s.d;
+  std::fill(kv, kv + d * NV, v8{});
+  for (int64_t n = 0; n < s.N; ++n) {
+    const uint64_t* tm = token_masks(const_cast<uint64_t*>(bits), s, tb, n);
+    const uint64_t km = tm[s.H + h], vm = tm[2 * s.H + h];
+    if (!km || !vm) continue;
+    v8 row[NV];
+    float* rf = reinterpret_cast<float*>(row);
+    for (int64_t j = 0; j < 8 * NV; ++j) rf[j] = float((vm >> j) & 1u);  // bits past d are 0
+    each_bit(&km, 1, [&](int64_t i) {
+      for (int k = 0; k < NV; ++k) kv[i * NV + k] += row[k];
+    });
+  }
+}
+
+template <int NV>
+void forward_v(const float* __restrict__ qkv, float* __restrict__ out, uint64_t* __restrict__ bits, const Dims s,
+               float scale, int nthreads) {
+  build_masks(qkv, bits, s, nthreads);
+  const int64_t C = s.C(), d = s.d;
+  parallel_units(s.TB * s.H, nthreads, [=](int64_t lo, int64_t hi) {
+    std::vector<v8> kv(d * NV);
+    for (int64_t u = lo; u < hi; ++u) {
+      const int64_t tb = u / s.H, h = u % s.H;
+      kv_product_v<NV>(s, bits, tb, h, kv.data());
+      for (int64_t n = 0; n < s.N; ++n) {
+        v8 acc[NV] = {};
+        each_bit(token_masks(bits, s, tb, n) + h, 1, [&](int64_t i) {
+          for (int k = 0; k < NV; ++k) acc[k] += kv[i * NV + k];
+        });
+        for (int k = 0; k < NV; ++k) acc[k] *= scale;
+        store_row(out + (tb * s.N + n) * C + h * d, acc, d);
+      }
+    }
+  });
+}
+
+template <int NV>
+void backward_v(const float* __restrict__ g_out, const uint64_t* __restrict__ bits, float* __restrict__ g_qkv,
+                const Dims s, float scale, int nthreads) {
+  const int64_t C = s.C(), d = s.d, N = s.N;
+  parallel_units(s.TB * s.H, nthreads, [=](int64_t lo, int64_t hi) {
+    std::vector<v8> kv(d * NV), kv_t(d * NV), gkv(d * NV), gkv_t(d * NV), g(N * NV);
+    for (int64_t u = lo; u < hi; ++u) {
+      const int64_t tb = u / s.H, h = u % s.H;
+      kv_product_v<NV>(s, bits, tb, h, kv.data());
+      float* kf = reinterpret_cast<float*>(kv.data());
+      float* ktf = reinterpret_cast<float*>(kv_t.data());
+      std::fill(kv_t.begin(), kv_t.end(), v8{});
+      for (int64_t i = 0; i < d; ++i)
+        for (int64_t j = 0; j < d; ++j) ktf[j * 8 * NV + i] = kf[i * 8 * NV + j];
+      float* gf = reinterpret_cast<float*>(g.data());
+      std::fill(g.begin(), g.end(), v8{});
+      for (int64_t n = 0; n < N; ++n) {
+        const float* go = g_out + (tb * N + n) * C + h * d;
+        for (int64_t j = 0; j < d; ++j) gf[n * 8 * NV + j] = go[j] * scale;
+      }
+      std::fill(gkv.begin(), gkv.end(), v8{});
+      float* gq_base = g_qkv + tb * N * 3 * C + h * d;
+      for (int64_t n = 0; n < N; ++n) {
+        const v8* gn = g.data() + n * NV;
+        v8 acc[NV] = {};
+        for (int64_t j = 0; j < d; ++j) {  // dQ[n, :] = sum_j G[n, j] KV[:, j]
+          const float gj = gf[n * 8 * NV + j];
+          for (int k = 0; k < NV; ++k) acc[k] += gj * kv_t[j * NV + k];
+        }
+        store_row(gq_base + n * 3 * C, acc, d);
+        each_bit(token_masks(const_cast<uint64_t*>(bits), s, tb, n) + h, 1, [&](int64_t i) {
+          for (int k = 0; k < NV; ++k) gkv[i * NV + k] += gn[k];  // dKV[i, :] += G[n, :] where Q[n, i] = 1
+        });
+      }
+      const float* gkf = reinterpret_cast<const float*>(gkv.data());
+      float* gktf = reinterpret_cast<float*>(gkv_t.data());
+      std::fill(gkv_t.begin(), gkv_t.end(), v8{});
+      for (int64_t i = 0; i < d; ++i)
+        for (int64_t j = 0; j < d; ++j) gktf[j * 8 * NV + i] = gkf[i * 8 * NV + j];
+      for (int64_t n = 0; n < N; ++n) {
+        const uint64_t* tm = token_masks(const_cast<uint64_t*>(bits), s, tb, n);
+        v8 ak[NV] = {}, av[NV] = {};
+        each_bit(tm + 2 * s.H + h, 1, [&](int64_t j) {  // dK[n, :] = sum of dKV[:, j] where V[n, j] = 1
+          for (int k = 0; k < NV; ++k) ak[k] += gkv_t[j * NV + k];
+        });
+        each_bit(tm + s.H + h, 1, [&](int64_t i) {  // dV[n, :] = sum of dKV[i, :] where K[n, i] = 1
+          for (int k = 0; k < NV; ++k) av[k] += gkv[i * NV + k];
+        });
+        store_row(gq_base + n * 3 * C + C, ak, d);
+        store_row(gq_base + n * 3 * C + 2 * C, av, d);
+      }
+    }
+  });
+}
+
+// Runs F<NV> for NV = ceil(d / 8) when d <= 64; returns false for wider heads.
+#define SA_DISPATCH_NV(d, CALL)   \
+  switch (((d) + 7) / 8) {        \
+    case 1: CALL(1); return true; \
+    case 2: CALL(2); return true; \
+    case 3: CALL(3); return true; \
+    case 4: CALL(4); return true; \
+    case 5: CALL(5); return true; \
+    case 6: CALL(6); return true; \
+    case 7: CALL(7); return true; \
+    case 8: CALL(8); return true; \
+    default: return false;        \
+  }
+
+bool forward_narrow(const float* qkv, float* out, uint64_t* bits, const Dims& s, float scale, int nthreads) {
+#define SA_CALL(NV) forward_v<NV>(qkv, out, bits, s, scale, nthreads)
+  SA_DISPATCH_NV(s.d, SA_CALL)
+#undef SA_CALL
+}
+
+bool backward_narrow(const float* g_out, const uint64_t* bits, float* g_qkv, const Dims& s, float scale, int nthreads) {
+#define SA_CALL(NV) backward_v<NV>(g_out, bits, g_qkv, s, scale, nthreads)
+  SA_DISPATCH_NV(s.d, SA_CALL)
+#undef SA_CALL
+}
+
 }  // namespace
 
 // qkv [TB, N, 3C] fp32 (Q | K | V along the last dim, head h at columns h*d .. h*d+d-1 of each),
 // out [TB, N, C] fp32, bits [TB, N, 3, H, ceil(d / 64)] uint64; all contiguous.
 extern "C" void sa_ssa_forward_f32(const float* qkv, float* out, uint64_t* bits, int64_t TB, int64_t N,
                                    int64_t H, int64_t d, double scale, int nthreads) {
-  forward(qkv, out, bits, Dims{TB, N, H, d, (d + 63) / 64}, float(scale), nthreads);
+  const Dims s{TB, N, H, d, (d + 63) / 64};
+  if (!forward_narrow(qkv, out, bits, s, float(scale), nthreads)) forward(qkv, out, bits, s, float(scale), nthreads);
 }
 
 // g_out [TB, N, C] fp32, bits from the forward, g_qkv [TB, N, 3C] fp32 (every element written).
 extern "C" void sa_ssa_backward_f32(const float* g_out, const uint64_t* bits, float* g_qkv, int64_t TB, int64_t N,
                                     int64_t H, int64_t d, double scale, int nthreads) {
-  backward(g_out, bits, g_qkv, Dims{TB, N, H, d, (d + 63) / 64}, float(scale), nthreads);
+  const Dims s{TB, N, H, d, (d + 63) / 64};
+  if (!backward_narrow(g_out, bits, g_qkv, s, float(scale), nthreads))
+    backward(g_out, bits, g_qkv, s, float(scale), nthreads);
 }
