@@ -16,7 +16,7 @@ from torch import nn
 
 from spikeattn.export.graph import NotExportable, _input_unit, _neuron, fold_batchnorm
 from spikeattn.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
-from spikeattn.layers.embed import SPS, ConvBNLIF
+from spikeattn.layers.embed import SCS, SPS, ConvBNLIF
 from spikeattn.layers.mlp import SpikformerBlock, SpikingMLP
 from spikeattn.layers.seq import LinearBN
 from spikeattn.models.spikformer import Spikformer
@@ -93,10 +93,13 @@ def _conv_bn_lif(b: _Builder, path: str, m: ConvBNLIF, src):
                  {"kernel": [k, k], "stride": [s, s], "padding": [p, p]})
 
 
-def _sps(b: _Builder, path: str, m: SPS, src):
+def _sps(b: _Builder, path: str, m: SPS | SCS, src):
     x = src
     for i, stage in enumerate(m.stages):
         x = _conv_bn_lif(b, f"{path}.stages.{i}", stage, x)
+        for j, extra in enumerate(getattr(m, "extras", [[]] * 4)[i]):   # SCS: residual Conv-BN-LIF layers
+            r = _conv_bn_lif(b, f"{path}.extras.{i}.{j}", extra, x)
+            x = b.add(f"{path}.extras.{i}.{j}.add", "add", [x[0], r[0]], x[1])
     pos = _conv_bn_lif(b, f"{path}.rpe", m.rpe, x)
     y = b.add(f"{path}.add", "add", [x[0], pos[0]], x[1])
     c, h, w = y[1]
@@ -132,7 +135,7 @@ def _block(b: _Builder, path: str, m: SpikformerBlock, src):
     return b.add(f"{path}.add2", "add", [x[0], y[0]], x[1])
 
 
-LAYERS = {SPS: _sps, SpikingSelfAttention: _ssa, SpikeDrivenSelfAttention: _sdsa,
+LAYERS = {SPS: _sps, SCS: _sps, SpikingSelfAttention: _ssa, SpikeDrivenSelfAttention: _sdsa,
           SpikingMLP: _mlp, SpikformerBlock: _block}
 
 

@@ -18,12 +18,13 @@ from tests.export.helpers import fashion_input, require_lava
 T, B = 2, 3
 
 
-def small_spikformer(attention: str) -> nn.Module:
+def small_spikformer(attention: str, stem: str = "sps") -> nn.Module:
     """1 block, dim 32, 49 tokens. BN statistics recalibrated on 16 images (as after training) and
     BN shifts around 0.5, so every neuron layer fires 14-65% of the time."""
     torch.manual_seed(3)
+    v2 = dict(stem="scs", stem_extra_convs=(1, 0, 1, 2)) if stem == "scs" else {}
     model = spikformer("spikformer-mini-fmnist", depth=1, dim=32, heads=2, T=T, pool_stages=(0, 1),
-                       attention=attention, tau=2.0)
+                       attention=attention, tau=2.0, **v2)
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     for bn in bns:
         bn.momentum = None                          # cumulative average over the calibration pass
@@ -48,10 +49,10 @@ def neuron_traces(model: nn.Module, x: torch.Tensor) -> tuple[dict[str, np.ndarr
     return out, logits
 
 
-@pytest.mark.parametrize("attention", ["ssa", "sdsa"])
-def test_spikformer_spikes_equal(attention, tmp_path):
+@pytest.mark.parametrize("attention,stem", [("ssa", "sps"), ("sdsa", "sps"), ("ssa", "scs")])
+def test_spikformer_spikes_equal(attention, stem, tmp_path):
     require_lava()
-    folded = fold_spikformer(small_spikformer(attention))
+    folded = fold_spikformer(small_spikformer(attention, stem))
     x = fashion_input(B, T)
     graph, arrays = spikformer_graph(folded, x)
     art = write(tmp_path / "net", graph, arrays)
@@ -67,6 +68,8 @@ def test_spikformer_spikes_equal(attention, tmp_path):
     # the residual sums: integers up to 2 (SPS) and 3 (block), exact too
     for name in ("embed.add", f"blocks.0.add1", "blocks.0.add2"):
         assert layers[name].max() >= 2
+    if stem == "scs":   # Spikformer V2's stem: its residual convs are in the graph and fire
+        assert sum(n.startswith("embed.extras.") for n in lif_nodes) == 4
     np.testing.assert_allclose(out.mean(0), logits.numpy(), rtol=1e-5, atol=1e-5)
 
 
