@@ -16,7 +16,7 @@
 namespace {
 
 #ifndef SA_TOKEN_CHUNK
-#define SA_TOKEN_CHUNK 256
+#define SA_TOKEN_CHUNK 128
 #endif
 constexpr int64_t OB = 64;              // output features per block: 8 AVX registers of accumulators
 constexpr int64_t TC = SA_TOKEN_CHUNK;  // tokens per chunk: the rows of g gathered stay in L1/L2
@@ -91,7 +91,7 @@ inline v8 load8(const float* p) {
 // inner, the column's sums carried in acc_t [I, OB] between chunks (registers within one).
 template <bool BINARY>
 void full_block(const float* __restrict__ g, const Columns& c, float* __restrict__ gw, int64_t M, int64_t O,
-                int64_t I, int64_t o0, v8* __restrict__ acc_t) {
+                int64_t I, int64_t o0, v8* __restrict__ acc_t, v8* __restrict__ pack) {
   const float* __restrict__ gb = g + o0;
   const int64_t chunks = (M + TC - 1) / TC;
   for (int64_t k = 0; k < I * NV; ++k) acc_t[k] = v8{};
@@ -102,6 +102,12 @@ void full_block(const float* __restrict__ g, const Columns& c, float* __restrict
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int32_t* __restrict__ lo = c.bound.data() + ch * I;
     const int32_t* __restrict__ hi = lo + I;
+    // This chunk's rows of the block, packed contiguous (TC * OB floats, in L1/L2): the gathers
+    // below then read neighbouring lines instead of rows O floats apart.
+    const int64_t m0 = ch * TC, m1 = std::min(M, m0 + TC);
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t k = 0; k < NV; ++k) pack[(m - m0) * NV + k] = load8(gb + m * O + 8 * k);
+    const float* __restrict__ pb = reinterpret_cast<const float*>(pack) - m0 * OB;
     for (int64_t i = 0; i < I; ++i) {
       if (lo[i] == hi[i]) continue;
       v8 acc[NV];
@@ -109,7 +115,7 @@ void full_block(const float* __restrict__ g, const Columns& c, float* __restrict
       const int32_t* __restrict__ list = c.idx.data() + c.start[i];
       const float* __restrict__ val = BINARY ? nullptr : c.val.data() + c.start[i];
       for (int64_t j = lo[i]; j < hi[i]; ++j) {
-        const float* __restrict__ row = gb + int64_t(list[j]) * O;
+        const float* __restrict__ row = pb + int64_t(list[j]) * OB;
         if (BINARY) {
           for (int64_t k = 0; k < NV; ++k) acc[k] += load8(row + 8 * k);
         } else {
@@ -161,12 +167,12 @@ extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float*
   if (double(listed) > max_fraction * double(M) * double(I)) return 0;
   const int64_t blocks = (O + OB - 1) / OB;
   auto run = [&](int64_t b_lo, int64_t b_hi) {
-    std::vector<v8> acc_t(I * NV);
+    std::vector<v8> acc_t(I * NV), pack(TC * NV);
     for (int64_t b = b_lo; b < b_hi; ++b) {
       const int64_t o0 = b * OB, w = std::min(OB, O - o0);
       if (w < OB) tail_block(g, c, gw, M, O, I, o0, w);
-      else if (c.val.empty()) full_block<true>(g, c, gw, M, O, I, o0, acc_t.data());
-      else full_block<false>(g, c, gw, M, O, I, o0, acc_t.data());
+      else if (c.val.empty()) full_block<true>(g, c, gw, M, O, I, o0, acc_t.data(), pack.data());
+      else full_block<false>(g, c, gw, M, O, I, o0, acc_t.data(), pack.data());
     }
   };
   const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, blocks));
