@@ -48,6 +48,8 @@ def cmd_train(args) -> None:
         steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=min(50, args.steps // 10),
         out_dir=args.out, max_minutes=args.max_minutes, seed=args.seed, progress=not args.no_progress,
     )
+    if args.family != "spikformer" and (args.pretrain or args.init_from):
+        raise SystemExit("--pretrain and --init-from are for `spikeattn train spikformer`")
     if args.family == "spikformer":
         model = sa.models.spikformer(args.preset, **_overrides(args.set or []))
         if (model.config.img_size, model.config.in_channels) != (28, 1):
@@ -55,6 +57,19 @@ def cmd_train(args) -> None:
                              "(spikformer-mini-fmnist) or --set img_size=28 in_channels=1")
         train_set = sa.data.fashion_mnist("train", root=args.data, limit=args.limit)
         test_set = sa.data.fashion_mnist("test", root=args.data, limit=args.limit)
+        if args.pretrain:
+            if model.config.stem != "scs":
+                raise SystemExit(f"--pretrain needs a Spikformer V2 (SCS stem: its masking survives the convolutions); "
+                                 f"{args.preset} has stem={model.config.stem!r}: use spikformer-v2-mini-fmnist")
+            _, summary = sa.train.pretrain(model, train_set, config, mask_ratio=args.mask_ratio)
+            print(f"pretrained {summary['steps']} steps, final masked-patch loss {summary['final_train_loss']:.4f}; "
+                  f"encoder saved to {summary['pretrained']} (fine-tune with --init-from)")
+            return
+        if args.init_from:
+            try:
+                sa.train.init_from(model, args.init_from)
+            except (FileNotFoundError, ValueError) as e:
+                raise SystemExit(f"--init-from: {e}") from None
         summary = sa.train.train(model, train_set, config, eval_set=test_set)
         from spikeattn.train.bn import recalibrate_bn
 
@@ -194,6 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--out", default="runs/cli")
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--pretrain", action="store_true",
+                   help="spikformer: masked-image pretraining without labels (writes OUT/pretrained.pt)")
+    t.add_argument("--mask-ratio", type=float, default=0.75, help="with --pretrain: fraction of patches masked")
+    t.add_argument("--init-from", help="spikformer: start from a pretrained encoder (pretrained.pt or ckpt.pt)")
     t.set_defaults(func=cmd_train)
 
     c = sub.add_parser("count", help="count operations and energy of a model file or preset")

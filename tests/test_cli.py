@@ -106,3 +106,20 @@ def test_bench_unknown_op():
     with pytest.raises(SystemExit) as exit_:
         main(["bench", "nope"])
     assert exit_.value.code == 2  # argparse: invalid choice
+
+
+def test_pretrain_then_finetune_from_it(tmp_path, capsys):
+    torch.set_num_threads(1)
+    common = ["--preset", "spikformer-v2-mini-fmnist", "--steps", "2", "--batch-size", "8", "--limit", "32",
+              "--no-progress"]
+    main(["train", "spikformer", "--pretrain", "--out", str(tmp_path / "pre"), *common])
+    pretrained = tmp_path / "pre" / "pretrained.pt"
+    assert pretrained.is_file() and "fine-tune with --init-from" in capsys.readouterr().out
+    main(["train", "spikformer", "--init-from", str(pretrained), "--out", str(tmp_path / "ft"), *common])
+    model, extra = load_model(tmp_path / "ft" / "model.pt")
+    assert model.config.stem == "scs" and 0.0 <= extra["test_acc"] <= 1.0
+    with pytest.raises(SystemExit, match="SCS stem"):      # V1's SPS does not keep masked patches masked
+        main(["train", "spikformer", "--pretrain", "--steps", "1", "--out", str(tmp_path / "v1")])
+    with pytest.raises(SystemExit, match="pretrained file not found|not found"):
+        main(["train", "spikformer", "--init-from", str(tmp_path / "nope.pt"), "--steps", "1", "--limit", "8",
+              "--out", str(tmp_path / "x")])

@@ -6,8 +6,9 @@ from spikeattn.models import spikegpt as _spikegpt
 from spikeattn.models import spikformer as _spikformer
 from spikeattn.models.spikegpt import SpikeGPT, SpikeGPTConfig, spikegpt
 from spikeattn.models.spikformer import Spikformer, SpikformerConfig, spikformer
+from spikeattn.models.spikformer_mae import SpikformerMAE
 
-__all__ = ["Spikformer", "SpikformerConfig", "spikformer", "SpikeGPT", "SpikeGPTConfig", "spikegpt",
+__all__ = ["Spikformer", "SpikformerConfig", "spikformer", "SpikformerMAE", "SpikeGPT", "SpikeGPTConfig", "spikegpt",
            "list_presets", "parse_overrides", "PRESETS"]
 
 # Every model family's presets, by family name; another family joins with one line here.
