@@ -9,6 +9,9 @@ SSA has no softmax, so with 0/1 operands
 
 holds exactly (every partial sum is an integer, exact in fp32 below :math:`2^{24}`), and the
 layer picks the cheaper order per call: :math:`2N^2d` or :math:`2Nd^2` multiply-adds per head.
+For fp32 on the CPU the layer runs the fused kernel of ``spikeattn.ops.ssa`` instead (same
+bits: integer counts; Q/K/V read token-major, no head-permuted copies, 1 bit per spike saved).
+The attention LIF fires on token-major ``[T, B, N, C]`` either way.
 """
 
 from __future__ import annotations
@@ -127,7 +130,8 @@ class SpikingSelfAttention(nn.Module):
         scale: ``s``, multiplies the integer attention counts (Spikformer: 0.125).
         attn_v_th: threshold of the attention LIF (Spikformer: 0.5).
         neuron: LIF settings (``NeuronSpec``) for every neuron here.
-        order: ``auto`` picks the cheaper exact association per call; or force ``qk_first`` / ``kv_first``.
+        order: ``auto`` picks the cheaper exact association per call; or force ``qk_first`` / ``kv_first``
+            (the torch path; the fused CPU kernel gives the same bits for every order).
 
     Example:
         >>> ssa = SpikingSelfAttention(64, heads=4)
