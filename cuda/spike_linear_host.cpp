@@ -22,8 +22,7 @@ constexpr int64_t OB = 64;              // output features per block: 8 AVX regi
 constexpr int64_t TC = SA_TOKEN_CHUNK;  // tokens per chunk: the rows of g gathered stay in L1/L2
 
 // Column lists of x: the tokens of column i, in increasing order, are idx[start[i] + k] for
-// k in [bound[c * I + i], bound[(c + 1) * I + i]) within token chunk c. Every column gets one
-// spare slot, so the fill pass writes unconditionally (no branch).
+// k in [bound[c * I + i], bound[(c + 1) * I + i]) within token chunk c.
 struct Columns {
   std::vector<int64_t> start;
   std::vector<int32_t> bound;  // [chunks + 1, I]
@@ -53,7 +52,7 @@ Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I) {
   int64_t total = 0;
   for (int64_t i = 0; i < I; ++i) {
     c.start[i] = total;
-    total += cnt[i] + 1;
+    total += cnt[i];
   }
   c.idx.resize(total);
   const uint8_t keep = c.complement ? 0 : 1;  // list x != 0, or (complement) x == 0
@@ -67,10 +66,15 @@ Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I) {
   for (int64_t ch = 0; ch < chunks; ++ch) {
     for (int64_t m = ch * TC; m < std::min(M, (ch + 1) * TC); ++m) {
       const uint8_t* row = x + m * I;
-      for (int64_t i = 0; i < I; ++i) {
-        idx[start[i] + pos[i]] = int32_t(m);
-        if (!binary) val[start[i] + pos[i]] = float(row[i]);
-        pos[i] += (row[i] != 0) == keep;
+      for (int64_t i0 = 0; i0 < I; i0 += 64) {  // 64 columns at a time: a mask, then its set bits
+        const int64_t len = std::min<int64_t>(64, I - i0);
+        uint64_t mask = 0;
+        for (int64_t b = 0; b < len; ++b) mask |= uint64_t((row[i0 + b] != 0) == keep) << b;
+        for (; mask; mask &= mask - 1) {
+          const int64_t i = i0 + __builtin_ctzll(mask);
+          if (!binary) val[start[i] + pos[i]] = float(row[i]);
+          idx[start[i] + pos[i]++] = int32_t(m);
+        }
       }
     }
     std::copy(pos.begin(), pos.end(), c.bound.begin() + (ch + 1) * I);
@@ -163,7 +167,7 @@ void tail_block(const float* __restrict__ g, const Columns& c, float* __restrict
 extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float* gw, int64_t M, int64_t O,
                                         int64_t I, double max_fraction, int nthreads) {
   const Columns c = build_columns(x, M, I);
-  const int64_t listed = int64_t(c.idx.size()) - I;  // minus the spare slots
+  const int64_t listed = int64_t(c.idx.size());
   if (double(listed) > max_fraction * double(M) * double(I)) return 0;
   const int64_t blocks = (O + OB - 1) / OB;
   auto run = [&](int64_t b_lo, int64_t b_hi) {
