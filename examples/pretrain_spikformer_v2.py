@@ -27,7 +27,7 @@ import spikeattn as sa
 from spikeattn.data import fashion_mnist
 from spikeattn.data.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from spikeattn.models.spikformer_mae import patchify, unpatchify
-from spikeattn.train import TrainConfig, train
+from spikeattn.train import TrainConfig, accuracy, train
 from spikeattn.train.bn import recalibrate_bn
 from spikeattn.train.pretrain import init_from, pretrain, random_keep_mask
 
@@ -61,16 +61,6 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------------------------- pieces
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on ``dataset``."""
-    model.eval()
-    correct = 0
-    for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
-        correct += (model(x).argmax(-1) == y).sum().item()
-    return correct / len(dataset)
-
-
 def classify(args, labelled, test_set, out: Path, pretrained: Path | None) -> dict:
     """Train a classifier on ``labelled`` (from ``pretrained`` or from scratch), recalibrate BN, test it."""
     torch.manual_seed(args.seed)
@@ -84,7 +74,7 @@ def classify(args, labelled, test_set, out: Path, pretrained: Path | None) -> di
     start = time.perf_counter()
     summary = train(model, labelled, config)
     recalibrate_bn(model, labelled, batches=4, batch_size=250)
-    acc = evaluate(model, test_set)
+    acc = accuracy(model, test_set)
     return {"test_acc": acc, "steps": summary["steps"], "epochs": summary["epochs"],
             "final_train_loss": summary["final_train_loss"], "wall_s": time.perf_counter() - start}
 

@@ -20,7 +20,7 @@ from torch import nn
 
 import spikeattn as sa
 from spikeattn.data import fashion_mnist
-from spikeattn.train import TrainConfig, train
+from spikeattn.train import TrainConfig, accuracy, train
 from spikeattn.models import parse_overrides
 from spikeattn.train.bn import recalibrate_bn
 from spikeattn.train.model_file import load_model, save_model
@@ -65,16 +65,6 @@ def load(path) -> tuple[nn.Module, dict]:
     return load_model(path)
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, dataset, batch_size: int = 500) -> float:
-    """Top-1 accuracy of ``model`` (eval mode) on ``dataset``."""
-    model.eval()
-    correct = 0
-    for x, y in torch.utils.data.DataLoader(dataset, batch_size=batch_size):
-        correct += (model(x).argmax(-1) == y).sum().item()
-    return correct / len(dataset)
-
-
 # ---------------------------------------------------------------------------------------------- run
 
 
@@ -103,7 +93,7 @@ def run(args) -> tuple[nn.Module, dict]:
     summary = train(model, train_set, config, eval_set=test_set)
     train_s = time.perf_counter() - start
     recalibrate_bn(model, train_set, batches=5 if args.quick else 40)
-    acc = evaluate(model, test_set)
+    acc = accuracy(model, test_set)
     result = {"preset": args.preset, "overrides": overrides, "test_acc": acc,
               "test_acc_before_bn_recalibration": summary["final_eval_acc"], "test_images": len(test_set),
               "steps": summary["steps"], "epochs": summary["epochs"], "stopped_early": summary["stopped_early"],

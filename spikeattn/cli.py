@@ -74,10 +74,7 @@ def cmd_train(args) -> None:
         from spikeattn.train.bn import recalibrate_bn
 
         recalibrate_bn(model, train_set, batches=min(40, -(-len(train_set) // 256)))
-        with torch.no_grad():
-            correct = sum((model(x).argmax(-1) == y).sum().item()
-                          for x, y in torch.utils.data.DataLoader(test_set, batch_size=500))
-        summary["test_acc"] = correct / len(test_set)
+        summary["test_acc"] = sa.train.accuracy(model, test_set)
         extra = {"test_acc": summary["test_acc"], "preset": args.preset, "overrides": _overrides(args.set or [])}
     else:
         from spikeattn.data.text import CharCorpus, TextWindows, shakespeare_text
