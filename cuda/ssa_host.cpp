@@ -168,6 +168,16 @@ typedef float v8 __attribute__((vector_size(32)));  // one AVX register (two SSE
 
 inline void store_row(float* dst, const v8* src, int64_t d) { std::memcpy(dst, src, d * sizeof(float)); }
 
+// The 8 bits of a byte as 8 floats 0/1 (a 256-entry table: one load per 8 mask bits).
+struct ByteFloats {
+  v8 row[256];
+  ByteFloats() {
+    for (int b = 0; b < 256; ++b)
+      for (int e = 0; e < 8; ++e) row[b][e] = float((b >> e) & 1);
+  }
+};
+const ByteFloats kByteFloats;
+
 template <int NV>
 void kv_product_v(const Dims& s, const uint64_t* bits, int64_t tb, int64_t h, v8* __restrict__ kv) {
   const int64_t d = s.d;
@@ -177,8 +187,7 @@ void kv_product_v(const Dims& s, const uint64_t* bits, int64_t tb, int64_t h, v8
     const uint64_t km = tm[s.H + h], vm = tm[2 * s.H + h];
     if (!km || !vm) continue;
     v8 row[NV];
-    float* rf = reinterpret_cast<float*>(row);
-    for (int64_t j = 0; j < 8 * NV; ++j) rf[j] = float((vm >> j) & 1u);  // bits past d are 0
+    for (int k = 0; k < NV; ++k) row[k] = kByteFloats.row[(vm >> (8 * k)) & 0xffu];  // bits past d are 0
     each_bit(&km, 1, [&](int64_t i) {
       for (int k = 0; k < NV; ++k) kv[i * NV + k] += row[k];
     });
