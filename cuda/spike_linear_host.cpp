@@ -193,3 +193,17 @@ extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float*
   for (auto& th : pool) th.join();
   return 1;
 }
+
+// out[k] = uint8(x[k]) if every x[k] is an integer in [0, 255] (returns 1), else returns 0 (out
+// then holds garbage): the check and the 1-byte copy for backward in one pass.
+extern "C" int sa_to_uint8_f32(const float* __restrict__ x, uint8_t* __restrict__ out, int64_t n) {
+  int bad = 0;
+  for (int64_t k = 0; k < n; ++k) {
+    const float v = x[k];
+    const float c = std::min(std::max(v, 0.0f), 255.0f);  // NaN -> 0 here, caught by v != c
+    const uint8_t u = uint8_t(int32_t(c));
+    out[k] = u;
+    bad |= v != float(u);
+  }
+  return !bad;
+}

@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from spikeattn import surrogate as sg
 from spikeattn.neuron import LIF
+from spikeattn.ops.spike_linear import cpu as spike_linear_cpu
 from spikeattn.ops.spike_linear import spike_grad_weight
 
 __all__ = ["NeuronSpec", "PerFrame", "LinearBN", "spike_linear", "check_tokens", "compact_spikes"]
@@ -64,6 +65,8 @@ def compact_spikes(x: torch.Tensor) -> torch.Tensor | None:
     """
     if torch.compiler.is_compiling() or not x.is_floating_point():
         return None
+    if x.device.type == "cpu" and x.dtype == torch.float32 and spike_linear_cpu.is_available():
+        return spike_linear_cpu.to_uint8_exact(x)  # the check and the copy in one pass
     small = x.to(torch.uint8)
     return small if torch.equal(small.to(x.dtype), x) else None
 

@@ -111,3 +111,16 @@ def test_spike_linear_weight_grad(is_spikes, density):
     (spike_linear(x, w, None, is_spikes=is_spikes) * gy).sum().backward()
     (torch.nn.functional.linear(x, w_ref) * gy).sum().backward()
     assert_close(w.grad, w_ref.grad, 1e-6, 1e-6)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("value,ok", [(3.0, True), (255.0, True), (0.5, False), (-1.0, False), (256.0, False),
+                                      (float("nan"), False), (float("inf"), False), (-0.0, True)])
+def test_to_uint8_exact(value, ok):
+    x = torch.randint(0, 256, (5, 300)).float()
+    x[3, 17] = value
+    small = sl_ops.cpu.to_uint8_exact(x)
+    if ok:
+        assert small is not None and small.dtype == torch.uint8 and torch.equal(small.float(), x)
+    else:
+        assert small is None
