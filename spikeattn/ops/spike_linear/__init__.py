@@ -54,5 +54,6 @@ def spike_grad_weight(grad_y: torch.Tensor, x: torch.Tensor, backend: str = "aut
     if x.dtype != torch.uint8:
         raise TypeError(f"x must be uint8 (spikes or small counts), got {x.dtype}")
     if x.shape[0] != grad_y.shape[0] or x.device != grad_y.device:
-        raise ValueError(f"x {tuple(x.shape)} on {x.device} must match grad_y {tuple(grad_y.shape)} on {grad_y.device} in rows and device")
+        raise ValueError(f"x {tuple(x.shape)} on {x.device} must match grad_y {tuple(grad_y.shape)} "
+                         f"on {grad_y.device} in rows and device")
     return BACKENDS[resolve_backend(backend, grad_y)](grad_y, x)

@@ -21,7 +21,8 @@ def bits_shape(qkv_shape, heads: int) -> tuple[int, ...]:
 
 @torch.library.register_fake("spikeattn::ssa_forward")
 def _forward_fake(qkv, heads, scale):
-    return qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3)), qkv.new_empty(bits_shape(qkv.shape, heads), dtype=torch.int64)
+    out = qkv.new_empty((*qkv.shape[:-1], qkv.shape[-1] // 3))
+    return out, qkv.new_empty(bits_shape(qkv.shape, heads), dtype=torch.int64)
 
 
 @torch.library.register_fake("spikeattn::ssa_backward")
