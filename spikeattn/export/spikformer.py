@@ -1,9 +1,9 @@
-"""Spikformer -> graph: the SPS stem, SSA / SDSA attention with residual adds, and the linear head.
+"""Spikformer -> graph: the SPS or SCS stem, SSA / SDSA attention with residual adds, and the linear head.
 
 The feed-forward walker of ``graph.py`` handles chains; a Spikformer branches (the SPS position
 branch, two residuals per block, Q/K/V from one LIF), so it gets its own builder, one small
 function per layer type (``LAYERS``). Node names are module paths, so the neurons' nodes line
-up with torch forward hooks (``attn_lif`` is ``[H, N, d]`` per sample, as in torch).
+up with torch forward hooks (``attn_lif`` fires token-major ``[N, C]`` per sample, as in torch).
 
 BatchNorms are folded first (``fold_spikformer``); compare Lava with torch running that folded
 copy for bit-equal spikes (folding changes fp32 rounding).
