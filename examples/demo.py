@@ -37,6 +37,8 @@ import train_spikformer  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a few hundred images and a few dozen steps (CI)")
+    p.add_argument("--steps", type=int, default=2200,
+                   help="optimizer steps of batch 64 (2.35 epochs: ~8 min on one idle core)")
     p.add_argument("--max-minutes", type=float, default=8.5,
                    help="training time budget (the demo adds ~1 min: testing, counting, Lava)")
     p.add_argument("--out", default="runs/demo")
@@ -130,7 +132,7 @@ def main(argv=None) -> dict:
     start, cpu_start = time.perf_counter(), time.process_time()
 
     train_args = ["--out", str(out), "--max-minutes", str(args.max_minutes), "--threads", str(args.threads),
-                  "--no-progress"]
+                  "--steps", str(args.steps), "--no-progress"]
     train_args += ["--quick"] if args.quick else []
     train_args += ["--data", args.data] if args.data else []
     model, result = train_spikformer.run(train_spikformer.parse_args(train_args))
