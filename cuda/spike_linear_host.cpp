@@ -12,6 +12,10 @@
 #include <algorithm>
 #include <thread>
 #include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#include <vector>
 
 namespace {
 
@@ -31,18 +35,60 @@ struct Columns {
   bool complement = false;  // 0/1 x, mostly ones: the lists hold the zeros, grad = sum_m g - gather-sum
 };
 
-Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I) {
-  Columns c;
-  std::vector<int32_t> cnt(I, 0);
-  uint8_t top = 0;
-  for (int64_t m = 0; m < M; ++m) {
-    const uint8_t* row = x + m * I;
-    for (int64_t i = 0; i < I; ++i) {
-      cnt[i] += row[i] != 0;
-      top = std::max(top, row[i]);
-    }
+// Runs body(lo, hi) on nthreads threads over [0, units) split into contiguous ranges; one call
+// when nthreads or units is small. Ranges are disjoint: no shared writes, results independent of nt.
+template <typename F>
+void parallel_ranges(int64_t units, int64_t nthreads, F body) {
+  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, units));
+  if (nt == 1) {
+    body(int64_t(0), units);
+    return;
   }
-  const bool binary = top <= 1;
+#ifdef _OPENMP
+  // torch's own OpenMP runtime (libgomp.so.1 is already loaded, so this library binds to it): its
+  // workers, still spinning after torch's last parallel op, take these ranges at once, instead of
+  // competing for the cores with fresh threads. The ranges follow the team size actually granted.
+#pragma omp parallel num_threads(int(nt))
+  {
+    const int64_t team = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per = (units + team - 1) / team;
+    const int64_t lo = std::min(units, t * per), hi = std::min(units, lo + per);
+    if (lo < hi) body(lo, hi);
+  }
+#else
+  std::vector<std::thread> pool;
+  const int64_t per = (units + nt - 1) / nt;
+  for (int64_t t = 0; t < nt; ++t) {
+    const int64_t lo = t * per, hi = std::min(units, lo + per);
+    if (lo < hi) pool.emplace_back(body, lo, hi);
+  }
+  for (auto& th : pool) th.join();
+#endif
+}
+
+// Threads split x's columns in groups of 64 (one mask word): each column's list is built by one
+// thread, in increasing token order, so the lists do not depend on the thread count.
+Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int nthreads) {
+  Columns c;
+  const int64_t groups = (I + 63) / 64;
+  // Below ~64K entries a thread costs more than it saves.
+  const int64_t nt = std::min<int64_t>(nthreads, std::max<int64_t>(1, M * I / (1 << 16)));
+  std::vector<int32_t> cnt(I, 0);
+  std::vector<uint8_t> tops(groups, 0);
+  parallel_ranges(groups, nt, [&](int64_t g_lo, int64_t g_hi) {
+    const int64_t i_lo = g_lo * 64, i_hi = std::min(I, g_hi * 64);
+    int32_t* __restrict__ cn = cnt.data();
+    uint8_t top = 0;
+    for (int64_t m = 0; m < M; ++m) {
+      const uint8_t* row = x + m * I;
+      for (int64_t i = i_lo; i < i_hi; ++i) {
+        cn[i] += row[i] != 0;
+        top = std::max(top, row[i]);
+      }
+    }
+    tops[g_lo] = top;  // one slot per range, read after the join
+  });
+  const bool binary = *std::max_element(tops.begin(), tops.end()) <= 1;
   int64_t nnz = 0;
   for (int64_t i = 0; i < I; ++i) nnz += cnt[i];
   c.complement = binary && 2 * nnz > M * I;
@@ -63,22 +109,27 @@ Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I) {
   int32_t* __restrict__ idx = c.idx.data();
   float* __restrict__ val = c.val.data();
   const int64_t* __restrict__ start = c.start.data();
-  for (int64_t ch = 0; ch < chunks; ++ch) {
-    for (int64_t m = ch * TC; m < std::min(M, (ch + 1) * TC); ++m) {
-      const uint8_t* row = x + m * I;
-      for (int64_t i0 = 0; i0 < I; i0 += 64) {  // 64 columns at a time: a mask, then its set bits
-        const int64_t len = std::min<int64_t>(64, I - i0);
-        uint64_t mask = 0;
-        for (int64_t b = 0; b < len; ++b) mask |= uint64_t((row[i0 + b] != 0) == keep) << b;
-        for (; mask; mask &= mask - 1) {
-          const int64_t i = i0 + __builtin_ctzll(mask);
-          if (!binary) val[start[i] + pos[i]] = float(row[i]);
-          idx[start[i] + pos[i]++] = int32_t(m);
+  int32_t* __restrict__ ps = pos.data();
+  int32_t* __restrict__ bound = c.bound.data();
+  parallel_ranges(groups, nt, [&](int64_t g_lo, int64_t g_hi) {
+    const int64_t i_lo = g_lo * 64, i_hi = std::min(I, g_hi * 64);
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      for (int64_t m = ch * TC; m < std::min(M, (ch + 1) * TC); ++m) {
+        const uint8_t* row = x + m * I;
+        for (int64_t i0 = i_lo; i0 < i_hi; i0 += 64) {  // 64 columns at a time: a mask, then its set bits
+          const int64_t len = std::min<int64_t>(64, I - i0);
+          uint64_t mask = 0;
+          for (int64_t b = 0; b < len; ++b) mask |= uint64_t((row[i0 + b] != 0) == keep) << b;
+          for (; mask; mask &= mask - 1) {
+            const int64_t i = i0 + __builtin_ctzll(mask);
+            if (!binary) val[start[i] + ps[i]] = float(row[i]);
+            idx[start[i] + ps[i]++] = int32_t(m);
+          }
         }
       }
+      std::copy(ps + i_lo, ps + i_hi, bound + (ch + 1) * I + i_lo);
     }
-    std::copy(pos.begin(), pos.end(), c.bound.begin() + (ch + 1) * I);
-  }
+  });
   return c;
 }
 
@@ -166,7 +217,7 @@ void tail_block(const float* __restrict__ g, const Columns& c, float* __restrict
 // (the gather-sum then loses to a dense GEMM: the caller runs one), else 1.
 extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float* gw, int64_t M, int64_t O,
                                         int64_t I, double max_fraction, int nthreads) {
-  const Columns c = build_columns(x, M, I);
+  const Columns c = build_columns(x, M, I, nthreads);
   const int64_t listed = int64_t(c.idx.size());
   if (double(listed) > max_fraction * double(M) * double(I)) return 0;
   const int64_t blocks = (O + OB - 1) / OB;
@@ -179,24 +230,13 @@ extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float*
       else full_block<false>(g, c, gw, M, O, I, o0, acc_t.data(), pack.data());
     }
   };
-  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, blocks));
-  if (nt == 1) {
-    run(0, blocks);
-    return 1;
-  }
-  std::vector<std::thread> pool;
-  const int64_t per = (blocks + nt - 1) / nt;
-  for (int64_t t = 0; t < nt; ++t) {
-    const int64_t lo = t * per, hi = std::min(blocks, lo + per);
-    if (lo < hi) pool.emplace_back(run, lo, hi);
-  }
-  for (auto& th : pool) th.join();
+  parallel_ranges(blocks, nthreads, run);
   return 1;
 }
 
-// out[k] = uint8(x[k]) if every x[k] is an integer in [0, 255] (returns 1), else returns 0 (out
-// then holds garbage): the check and the 1-byte copy for backward in one pass.
-extern "C" int sa_to_uint8_f32(const float* __restrict__ x, uint8_t* __restrict__ out, int64_t n) {
+namespace {
+// One range of sa_to_uint8_f32 (restrict pointers, no captures: the loop vectorizes); 1 if any bad.
+int to_uint8_range(const float* __restrict__ x, uint8_t* __restrict__ out, int64_t n) {
   int bad = 0;
   for (int64_t k = 0; k < n; ++k) {
     const float v = x[k];
@@ -205,5 +245,22 @@ extern "C" int sa_to_uint8_f32(const float* __restrict__ x, uint8_t* __restrict_
     out[k] = u;
     bad |= v != float(u);
   }
-  return !bad;
+  return bad;
+}
+}  // namespace
+
+// out[k] = uint8(x[k]) if every x[k] is an integer in [0, 255] (returns 1), else returns 0 (out
+// then holds garbage): the check and the 1-byte copy for backward in one pass, threads on disjoint ranges.
+extern "C" int sa_to_uint8_f32(const float* __restrict__ x, uint8_t* __restrict__ out, int64_t n, int nthreads) {
+  constexpr int64_t PIECE = 1 << 17;  // elements per range: a thread below this costs more than it saves
+  const int64_t pieces = (n + PIECE - 1) / PIECE;
+  std::vector<uint8_t> bad(pieces, 0);
+  parallel_ranges(pieces, nthreads, [&](int64_t p_lo, int64_t p_hi) {
+    for (int64_t p = p_lo; p < p_hi; ++p) {
+      const int64_t k0 = p * PIECE;
+      const int b = to_uint8_range(x + k0, out + k0, std::min(n - k0, PIECE));
+      bad[p] = uint8_t(b);
+    }
+  });
+  return std::find(bad.begin(), bad.end(), uint8_t(1)) == bad.end();
 }

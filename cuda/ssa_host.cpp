@@ -15,6 +15,9 @@
 #include <cstring>
 #include <thread>
 #include <vector>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 namespace {
 
@@ -55,7 +58,22 @@ void kv_product(const Dims& s, const uint64_t* bits, int64_t tb, int64_t h, floa
 template <typename F>
 void parallel_units(int64_t units, int nthreads, F body) {
   const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, units / 8));
-  if (nt == 1) { body(int64_t(0), units); return; }
+  if (nt == 1) {
+    body(int64_t(0), units);
+    return;
+  }
+#ifdef _OPENMP
+  // torch's own OpenMP runtime (libgomp.so.1 is already loaded, so this library binds to it): its
+  // workers, still spinning after torch's last parallel op, take these ranges at once, instead of
+  // competing for the cores with fresh threads. The ranges follow the team size actually granted.
+#pragma omp parallel num_threads(int(nt))
+  {
+    const int64_t team = omp_get_num_threads(), t = omp_get_thread_num();
+    const int64_t per = (units + team - 1) / team;
+    const int64_t lo = std::min(units, t * per), hi = std::min(units, lo + per);
+    if (lo < hi) body(lo, hi);
+  }
+#else
   std::vector<std::thread> pool;
   const int64_t per = (units + nt - 1) / nt;
   for (int64_t t = 0; t < nt; ++t) {
@@ -63,6 +81,7 @@ void parallel_units(int64_t units, int nthreads, F body) {
     if (lo < hi) pool.emplace_back(body, lo, hi);
   }
   for (auto& th : pool) th.join();
+#endif
 }
 
 // One pass over the input: every token's Q, K, V masks of every head (branch-free bit sets).

@@ -24,6 +24,11 @@ CXXFLAGS = (
     "-O3", "-std=c++17", "-shared", "-fPIC", "-march=native", "-ffp-contract=off", "-fno-fast-math",
     "-fno-math-errno",  # exp sets no errno; changes no result
 )
+# Parallel loops on torch's OpenMP runtime: torch loads libgomp.so.1 first, and the library's
+# libgomp.so.1 dependency binds to that copy (one thread pool, no second team competing with
+# torch's spinning workers). A compiler without OpenMP (Apple clang) builds without it: the
+# sources then fall back to std::thread (``#ifdef _OPENMP``).
+OPENMP_FLAGS = ("-fopenmp",)
 
 
 def compiler() -> str | None:
@@ -54,15 +59,18 @@ def load_host_library(source: str) -> ctypes.CDLL:
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*.cuh")) + sorted(folder.glob("*.h")) + [folder / source]:
         digest.update(path.name.encode() + path.read_bytes())
-    digest.update(" ".join((cxx, *CXXFLAGS, platform.machine(), _cpu_signature())).encode())
+    digest.update(" ".join((cxx, *CXXFLAGS, *OPENMP_FLAGS, platform.machine(), _cpu_signature())).encode())
     target = cache_dir() / f"{Path(source).stem}-{digest.hexdigest()[:16]}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         # Build to a temporary name and rename: concurrent builders never see half a file.
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
-        cmd = [cxx, *CXXFLAGS, "-o", tmp, str(folder / source), "-lpthread"]
+        cmd = [cxx, *CXXFLAGS, *OPENMP_FLAGS, "-o", tmp, str(folder / source), "-lpthread"]
         result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:  # maybe no OpenMP: the same build without it
+            cmd = [c for c in cmd if c not in OPENMP_FLAGS]
+            result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
             os.unlink(tmp)
             raise RuntimeError(f"spikeattn: building {source} failed:\n$ {' '.join(cmd)}\n{result.stderr}")

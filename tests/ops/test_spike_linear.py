@@ -55,18 +55,42 @@ def test_hand_computed_and_complement():
     assert torch.equal(spike_grad_weight(grad_y, x, backend="cpu"), expected)
 
 
-@needs_cpu_kernel
-def test_same_bits_for_any_thread_count():
-    grad_y, x = torch.randn(700, 300), spikes(700, 50, 0.2)
+def _at_threads(n, fn):
     old = torch.get_num_threads()
     try:
-        torch.set_num_threads(1)
-        one = spike_grad_weight(grad_y, x, backend="cpu")
-        torch.set_num_threads(2)
-        two = spike_grad_weight(grad_y, x, backend="cpu")
+        torch.set_num_threads(n)
+        return fn()
     finally:
         torch.set_num_threads(old)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("kind", ["sparse", "complement", "counts"])
+def test_same_bits_for_any_thread_count(kind):
+    # 1500 x 200 x uint8 (300K entries, 4 groups of 64 columns) and O=300 (5 blocks): the column
+    # lists and the output blocks are both split across threads at 2 threads.
+    g = torch.Generator().manual_seed(3)
+    grad_y = torch.randn(1500, 300, generator=g)
+    x = spikes(1500, 200, {"sparse": 0.2, "complement": 0.9, "counts": 0.1}[kind])
+    if kind == "counts":
+        x = x * torch.randint(1, 256, x.shape, generator=g, dtype=torch.uint8)
+    one, two = (_at_threads(n, lambda: spike_grad_weight(grad_y, x, backend="cpu")) for n in (1, 2))
     assert torch.equal(one, two)
+    assert_close(two, exact(grad_y, x), 1e-5, 1e-5)
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("bad_at", [None, 5, 400_000])  # past 2^18: the bad value is in the second thread's range
+def test_to_uint8_exact_any_thread_count(bad_at):
+    x = torch.randint(0, 256, (600_000,), generator=torch.Generator().manual_seed(4)).float()
+    if bad_at is not None:
+        x[bad_at] = 0.5
+    for n in (1, 2):
+        small = _at_threads(n, lambda: sl_ops.cpu.to_uint8_exact(x))
+        if bad_at is None:
+            assert small is not None and torch.equal(small.float(), x)
+        else:
+            assert small is None
 
 
 @needs_cpu_kernel

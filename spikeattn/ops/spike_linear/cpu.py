@@ -33,7 +33,7 @@ def _entry():
 @functools.lru_cache(maxsize=None)
 def _to_uint8_entry():
     fn = load_host_library("spike_linear_host.cpp").sa_to_uint8_f32
-    fn.argtypes = [_P, _P, _I64]
+    fn.argtypes = [_P, _P, _I64, _I]
     fn.restype = _I
     return fn
 
@@ -42,7 +42,7 @@ def to_uint8_exact(x: torch.Tensor) -> torch.Tensor | None:
     """``x`` (fp32, CPU) as uint8 when every value is an integer 0..255, else None; one pass."""
     x = x.contiguous()
     small = torch.empty(x.shape, dtype=torch.uint8)
-    if x.numel() and not _to_uint8_entry()(x.data_ptr(), small.data_ptr(), x.numel()):
+    if x.numel() and not _to_uint8_entry()(x.data_ptr(), small.data_ptr(), x.numel(), torch.get_num_threads()):
         return None
     return small
 
