@@ -11,18 +11,23 @@ ckpt.pt (full training state, for --resume), metrics.jsonl, summary.json, curves
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import statistics
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import spikeattn as sa
 from spikeattn.data import fashion_mnist
 from spikeattn.train import TrainConfig, accuracy, train
 from spikeattn.models import parse_overrides
 from spikeattn.train.bn import recalibrate_bn
+from spikeattn.train.checkpoint import load_checkpoint
+from spikeattn.train.loop import CHECKPOINT_NAME
 from spikeattn.train.model_file import load_model, save_model
 
 # The preset carries the recipe (T=1, early pooling, tau=1.2: the reasons are beside it in
@@ -40,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="a few hundred images and a few dozen steps (CI)")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--steps", type=int, default=None, help="optimizer steps instead of --epochs")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="instead of --steps/--epochs: as many steps as fit this long on this machine "
+                        "(timed on a copy of the model first), so the cosine schedule still ends at 0")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--threads", type=int, default=1,
@@ -65,6 +73,31 @@ def load(path) -> tuple[nn.Module, dict]:
     return load_model(path)
 
 
+def steps_for_budget(model: nn.Module, train_set, batch_size: int, minutes: float,
+                     bounds: tuple[int, int] = (500, 6000)) -> tuple[int, float]:
+    """(optimizer steps that fit ``minutes`` of training here, measured seconds per step).
+
+    Times a few AdamW steps of a copy of ``model`` on one real batch (the first ones are warm-up),
+    so the run's own model, optimizer and RNG are untouched. 10% is kept back for data loading,
+    logging and checkpoints. A fixed step count would overrun on a slower machine and waste a faster one.
+    """
+    probe = copy.deepcopy(model).train()
+    opt = torch.optim.AdamW(probe.parameters(), lr=1e-4)
+    x = torch.stack([train_set[i][0] for i in range(batch_size)])
+    y = torch.as_tensor([int(train_set[i][1]) for i in range(batch_size)])
+    rng = torch.get_rng_state()
+    seconds = []
+    for _ in range(8):
+        start = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(probe(x), y).backward()
+        opt.step()
+        seconds.append(time.perf_counter() - start)
+    torch.set_rng_state(rng)
+    per_step = statistics.median(seconds[3:])
+    return int(min(max(0.9 * 60 * minutes / per_step, bounds[0]), bounds[1])), per_step
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 
@@ -79,6 +112,12 @@ def run(args) -> tuple[nn.Module, dict]:
     torch.manual_seed(args.seed)
     model = build_model(args.preset, overrides)
     steps = 60 if args.quick else args.steps
+    ckpt = Path(args.out) / CHECKPOINT_NAME
+    if steps is None and args.budget_minutes is not None and args.resume and ckpt.exists():
+        steps = load_checkpoint(ckpt)["config"]["steps"]  # the schedule it started with, not a new timing
+    elif steps is None and args.budget_minutes is not None:
+        steps, per_step = steps_for_budget(model, train_set, args.batch_size, args.budget_minutes)
+        print(f"{args.budget_minutes:g} min budget: {steps} steps of ~{per_step * 1e3:.0f} ms")
     config = TrainConfig(
         steps=steps, epochs=args.epochs, batch_size=32 if args.quick else args.batch_size,
         lr=args.lr, weight_decay=0.01, warmup_steps=5 if args.quick else 100, grad_clip=1.0,
@@ -98,7 +137,8 @@ def run(args) -> tuple[nn.Module, dict]:
               "test_acc_before_bn_recalibration": summary["final_eval_acc"], "test_images": len(test_set),
               "steps": summary["steps"], "epochs": summary["epochs"], "stopped_early": summary["stopped_early"],
               "train_wall_s": train_s, "wall_s": time.perf_counter() - start,
-              "cpu_s": time.process_time() - cpu_start, "threads": args.threads}
+              "cpu_s": time.process_time() - cpu_start, "threads": args.threads,
+              "budget_minutes": args.budget_minutes}
     # preset + overrides rebuild it by name; the full model_config (inside) rebuilds it exactly
     save_model(model, Path(args.out) / "model.pt", preset=args.preset, overrides=overrides, test_acc=acc)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2, default=list) + "\n")
