@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from spikeattn import surrogate as sg
 from spikeattn.neuron import LIF
+from spikeattn.ops.linear import linear
 from spikeattn.ops.spike_linear import cpu as spike_linear_cpu
 from spikeattn.ops.spike_linear import spike_grad_weight
 
@@ -72,11 +73,14 @@ def compact_spikes(x: torch.Tensor) -> torch.Tensor | None:
 
 
 class _SpikeLinear(torch.autograd.Function):
-    """``x @ W^T + b`` that saves an integer-valued ``x`` as uint8 for the weight gradient."""
+    """``x @ W^T + b`` that saves an integer-valued ``x`` as uint8 for the weight gradient.
+
+    Its GEMMs go through ``spikeattn.ops.linear`` (oneDNN for fp32 on the CPU: autograd is off here).
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, is_spikes):
-        y = F.linear(x, weight, bias)
+        y = linear(x, weight, bias)
         small = x.to(torch.uint8) if is_spikes else compact_spikes(x)
         ctx.save_for_backward(x if small is None else small, weight)
         return y
@@ -86,11 +90,11 @@ class _SpikeLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad_y @ weight.to(grad_y.dtype)
+            grad_x = linear(grad_y, weight.to(grad_y.dtype).T)
         if ctx.needs_input_grad[1]:
             g2, x2 = grad_y.reshape(-1, grad_y.shape[-1]), x.reshape(-1, x.shape[-1])
             # uint8 input: a gather-sum over its nonzeros (a fifth of the dense GEMM at 20% spikes)
-            grad_w = spike_grad_weight(g2, x2) if x.dtype == torch.uint8 else g2.T @ x2.to(g2.dtype)
+            grad_w = spike_grad_weight(g2, x2) if x.dtype == torch.uint8 else linear(g2.T, x2.to(g2.dtype).T)
             grad_w = grad_w.to(weight.dtype)
         if ctx.needs_input_grad[2]:
             grad_b = grad_y.reshape(-1, grad_y.shape[-1]).sum(0)
@@ -103,8 +107,10 @@ def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
 
     ``is_spikes=True`` promises ``x`` holds only 0/1 (a LIF output) and skips the check.
     """
-    if torch.is_autocast_enabled(x.device.type) or not weight.requires_grad:
+    if torch.is_autocast_enabled(x.device.type):
         return F.linear(x, weight, bias)  # autocast casts inside F.linear; keep its rules
+    if not weight.requires_grad:
+        return linear(x, weight, bias)
     return _SpikeLinear.apply(x, weight, bias, is_spikes)
 
 

@@ -1,0 +1,34 @@
+"""fp32 CPU Linear on oneDNN, through the op torch's own CPU compiler (inductor) emits for it.
+
+Why: the x86 CPU wheels send fp32 matmuls to MKL, which runs its AVX2 code on AMD CPUs; oneDNN
+uses AVX-512 there (measured on a 2-core AMD EPYC VM, one thread: 103 vs 235 GFLOP/s at
+Spikformer-4-384 sizes, ``benchmarks/bench_attention.py``). Inputs may be strided (transposes
+are read in place); the summation order differs from MKL's, so results agree to fp32 rounding.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+@functools.lru_cache(maxsize=None)
+def is_available() -> bool:
+    """oneDNN is built in and this torch has the op (it is not public API: checked once, by running it)."""
+    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+        return False
+    try:
+        x, w = torch.ones(2, 3), torch.ones(4, 3)
+        return torch.equal(_call(x, w, None), torch.full((2, 4), 3.0))
+    except (RuntimeError, NotImplementedError):
+        return False
+
+
+def _call(x, weight, bias):
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ W^T + b`` for fp32 CPU tensors; no autograd (call it where gradients are not tracked)."""
+    return _call(x, weight, bias)
