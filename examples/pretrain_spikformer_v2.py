@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/spikformer_v2")
     p.add_argument("--result", default=None, help=f"also write the result JSON here (full run default: {RESULT})")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seeds", type=int, default=3,
+                   help="label draws (seed, seed+1, ...): each fine-tunes AND trains from scratch; the gain is "
+                        "their mean (one draw of 1,000 labels swings a few points)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -61,15 +65,15 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------------------------- pieces
 
 
-def classify(args, labelled, test_set, out: Path, pretrained: Path | None) -> dict:
+def classify(args, labelled, test_set, out: Path, pretrained: Path | None, seed: int) -> dict:
     """Train a classifier on ``labelled`` (from ``pretrained`` or from scratch), recalibrate BN, test it."""
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model = sa.models.spikformer(PRESET, T=args.T)
     if pretrained is not None:
         init_from(model, pretrained)
     config = TrainConfig(steps=args.finetune_steps, batch_size=32 if args.quick else 64, lr=args.finetune_lr,
                          weight_decay=0.05, warmup_steps=max(1, args.finetune_steps // 10), grad_clip=1.0,
-                         log_every=10 if args.quick else 50, out_dir=str(out), seed=args.seed,
+                         log_every=10 if args.quick else 50, out_dir=str(out), seed=seed,
                          progress=not args.no_progress)
     start = time.perf_counter()
     summary = train(model, labelled, config)
@@ -115,14 +119,11 @@ def run(args) -> dict:
     out = Path(args.out)
     train_limit, test_limit, labels = (600, 500, 200) if args.quick else (None, None, args.labels)
     if args.quick:
-        args.pretrain_steps, args.finetune_steps = 20, 30
+        args.pretrain_steps, args.finetune_steps, args.seeds = 20, 30, 2
     images = fashion_mnist("train", root=args.data, limit=train_limit)   # pretraining ignores its labels
     test_set = fashion_mnist("test", root=args.data, limit=test_limit)
-    # the labelled subset: a seeded random draw from the training images
-    pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[:labels]
-    labelled = torch.utils.data.Subset(images, pick.tolist())
-    print(f"{PRESET}: pretrain on {len(images)} unlabelled images, fine-tune on {len(labelled)} labels, "
-          f"test on {len(test_set)}; {args.threads} threads")
+    print(f"{PRESET}: pretrain on {len(images)} unlabelled images, fine-tune on {labels} labels "
+          f"({args.seeds} draws), test on {len(test_set)}; {args.threads} threads")
     start, cpu_start = time.perf_counter(), time.process_time()
 
     # 1. masked-image pretraining (no labels)
@@ -139,19 +140,31 @@ def run(args) -> dict:
     save_reconstructions(mae, test_set.images[:8], args.mask_ratio, out / "reconstructions.png")
     print(f"pretrained {summary['steps']} steps in {pretrain_s:.0f} s, final loss {summary['final_train_loss']:.3f}")
 
-    # 2. fine-tune from the pretrained file, 3. the same model and budget from scratch
-    finetuned = classify(args, labelled, test_set, out / "finetune", Path(summary["pretrained"]))
-    scratch = classify(args, labelled, test_set, out / "scratch", None)
-    gain = finetuned["test_acc"] - scratch["test_acc"]
-    print(f"test accuracy with {len(labelled)} labels: pretrained + fine-tuned {finetuned['test_acc']:.4f}, "
-          f"from scratch {scratch['test_acc']:.4f} ({100 * gain:+.2f} points)")
+    # 2. fine-tune from the pretrained file, 3. the same model and budget from scratch; per label draw
+    draws = []
+    for seed in range(args.seed, args.seed + args.seeds):
+        pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:labels]
+        labelled = torch.utils.data.Subset(images, pick.tolist())  # a seeded random draw of labelled images
+        finetuned = classify(args, labelled, test_set, out / f"finetune-{seed}", Path(summary["pretrained"]), seed)
+        scratch = classify(args, labelled, test_set, out / f"scratch-{seed}", None, seed)
+        draws.append({"seed": seed, "finetune": finetuned, "scratch": scratch,
+                      "gain_points": 100 * (finetuned["test_acc"] - scratch["test_acc"])})
+        print(f"labels seed {seed}: pretrained + fine-tuned {finetuned['test_acc']:.4f}, "
+              f"from scratch {scratch['test_acc']:.4f} ({draws[-1]['gain_points']:+.2f} points)")
+    mean = {arm: statistics.mean(d[arm]["test_acc"] for d in draws) for arm in ("finetune", "scratch")}
+    gains = [d["gain_points"] for d in draws]
+    gain_std = statistics.stdev(gains) if len(gains) > 1 else 0.0
+    print(f"test accuracy with {labels} labels, mean of {len(draws)} draws: pretrained + fine-tuned "
+          f"{mean['finetune']:.4f}, from scratch {mean['scratch']:.4f} "
+          f"({statistics.mean(gains):+.2f} points, std {gain_std:.2f})")
 
-    result = {"preset": PRESET, "T": args.T, "labels": len(labelled), "unlabelled_images": len(images),
+    result = {"preset": PRESET, "T": args.T, "labels": labels, "unlabelled_images": len(images),
               "test_images": len(test_set), "mask_ratio": args.mask_ratio,
               "decoder": {"dim": args.decoder_dim, "depth": args.decoder_depth},
               "pretrain": {"steps": summary["steps"], "batch_size": config.batch_size, "lr": args.pretrain_lr,
                            "final_loss": summary["final_train_loss"], "wall_s": pretrain_s},
-              "finetune": finetuned, "scratch": scratch, "gain_points": 100 * gain,
+              "finetune_acc_mean": mean["finetune"], "scratch_acc_mean": mean["scratch"],
+              "gain_points": statistics.mean(gains), "gain_points_std": gain_std, "draws": draws,
               "finetune_budget": {"steps": args.finetune_steps, "lr": args.finetune_lr},
               "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
               "threads": args.threads, "quick": args.quick, "date": time.strftime("%Y-%m-%d")}

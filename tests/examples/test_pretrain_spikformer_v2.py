@@ -23,8 +23,13 @@ def test_quick_run(monkeypatch, tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert result["labels"] == 200 and result["unlabelled_images"] == 600 and result["quick"]
-    for run in ("finetune", "scratch"):
-        assert result[run]["steps"] == 30 and result[run]["test_acc"] > 0.15, result  # chance is 0.10
+    assert [d["seed"] for d in result["draws"]] == [0, 1]
+    for draw in result["draws"]:
+        for run in ("finetune", "scratch"):
+            assert draw[run]["steps"] == 30 and draw[run]["test_acc"] > 0.15, result  # chance is 0.10
+        assert abs(draw["gain_points"] - 100 * (draw["finetune"]["test_acc"] - draw["scratch"]["test_acc"])) < 1e-9
+    mean_gain = sum(d["gain_points"] for d in result["draws"]) / 2
+    assert abs(result["gain_points"] - mean_gain) < 1e-9
     assert result["pretrain"]["steps"] == 20 and result["pretrain"]["final_loss"] < 0.9  # 15/16 for predicting the mean
     assert json.loads((tmp_path / "result.json").read_text()) == result
     png = (tmp_path / "reconstructions.png").read_bytes()
