@@ -13,7 +13,6 @@
 #include <cstring>
 #include <algorithm>
 #include <cmath>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -45,6 +44,7 @@ inline double exp(double x) { return std::exp(x); }  // fp64 (gradcheck) keeps l
 
 #define SA_EXP(x) sa_host::exp(x)
 #include "lif_core.cuh"
+#include "parallel.h"
 
 namespace {
 
@@ -76,17 +76,10 @@ template <> inline double from_acc<double>(double x) { return x; }
 
 constexpr int64_t BLOCK = 256;
 
+// At least 4 blocks of neurons per thread.
 template <typename F>
 void parallel_neurons(int64_t n, int nthreads, F body) {
-  nthreads = int(std::max<int64_t>(1, std::min<int64_t>(nthreads, n / (4 * BLOCK))));
-  if (nthreads == 1) { body(0, int64_t(0), n); return; }
-  const int64_t per = (n + nthreads - 1) / nthreads;
-  std::vector<std::thread> pool;
-  for (int i = 0; i < nthreads; ++i) {
-    const int64_t lo = i * per, hi = std::min(n, lo + per);
-    if (lo < hi) pool.emplace_back(body, i, lo, hi);
-  }
-  for (auto& th : pool) th.join();
+  parallel_ranges(n, std::min<int64_t>(nthreads, n / (4 * BLOCK)), body);
 }
 
 template <typename in_t, typename acc_t>

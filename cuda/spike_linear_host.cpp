@@ -10,12 +10,9 @@
 
 #include <cstdint>
 #include <algorithm>
-#include <thread>
 #include <vector>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-#include <vector>
+
+#include "parallel.h"
 
 namespace {
 
@@ -35,37 +32,6 @@ struct Columns {
   bool complement = false;  // 0/1 x, mostly ones: the lists hold the zeros, grad = sum_m g - gather-sum
 };
 
-// Runs body(lo, hi) on nthreads threads over [0, units) split into contiguous ranges; one call
-// when nthreads or units is small. Ranges are disjoint: no shared writes, results independent of nt.
-template <typename F>
-void parallel_ranges(int64_t units, int64_t nthreads, F body) {
-  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, units));
-  if (nt == 1) {
-    body(int64_t(0), units);
-    return;
-  }
-#ifdef _OPENMP
-  // torch's own OpenMP runtime (libgomp.so.1 is already loaded, so this library binds to it): its
-  // workers, still spinning after torch's last parallel op, take these ranges at once, instead of
-  // competing for the cores with fresh threads. The ranges follow the team size actually granted.
-#pragma omp parallel num_threads(int(nt))
-  {
-    const int64_t team = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t per = (units + team - 1) / team;
-    const int64_t lo = std::min(units, t * per), hi = std::min(units, lo + per);
-    if (lo < hi) body(lo, hi);
-  }
-#else
-  std::vector<std::thread> pool;
-  const int64_t per = (units + nt - 1) / nt;
-  for (int64_t t = 0; t < nt; ++t) {
-    const int64_t lo = t * per, hi = std::min(units, lo + per);
-    if (lo < hi) pool.emplace_back(body, lo, hi);
-  }
-  for (auto& th : pool) th.join();
-#endif
-}
-
 // Threads split x's columns in groups of 64 (one mask word): each column's list is built by one
 // thread, in increasing token order, so the lists do not depend on the thread count.
 Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int nthreads) {
@@ -75,7 +41,7 @@ Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int n
   const int64_t nt = std::min<int64_t>(nthreads, std::max<int64_t>(1, M * I / (1 << 16)));
   std::vector<int32_t> cnt(I, 0);
   std::vector<uint8_t> tops(groups, 0);
-  parallel_ranges(groups, nt, [&](int64_t g_lo, int64_t g_hi) {
+  parallel_ranges(groups, nt, [&](int64_t, int64_t g_lo, int64_t g_hi) {
     const int64_t i_lo = g_lo * 64, i_hi = std::min(I, g_hi * 64);
     int32_t* __restrict__ cn = cnt.data();
     uint8_t top = 0;
@@ -111,7 +77,7 @@ Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int n
   const int64_t* __restrict__ start = c.start.data();
   int32_t* __restrict__ ps = pos.data();
   int32_t* __restrict__ bound = c.bound.data();
-  parallel_ranges(groups, nt, [&](int64_t g_lo, int64_t g_hi) {
+  parallel_ranges(groups, nt, [&](int64_t, int64_t g_lo, int64_t g_hi) {
     const int64_t i_lo = g_lo * 64, i_hi = std::min(I, g_hi * 64);
     for (int64_t ch = 0; ch < chunks; ++ch) {
       for (int64_t m = ch * TC; m < std::min(M, (ch + 1) * TC); ++m) {
@@ -221,7 +187,7 @@ extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float*
   const int64_t listed = int64_t(c.idx.size());
   if (double(listed) > max_fraction * double(M) * double(I)) return 0;
   const int64_t blocks = (O + OB - 1) / OB;
-  auto run = [&](int64_t b_lo, int64_t b_hi) {
+  auto run = [&](int64_t, int64_t b_lo, int64_t b_hi) {
     std::vector<v8> acc_t(I * NV), pack(TC * NV);
     for (int64_t b = b_lo; b < b_hi; ++b) {
       const int64_t o0 = b * OB, w = std::min(OB, O - o0);
@@ -255,7 +221,7 @@ extern "C" int sa_to_uint8_f32(const float* __restrict__ x, uint8_t* __restrict_
   constexpr int64_t PIECE = 1 << 17;  // elements per range: a thread below this costs more than it saves
   const int64_t pieces = (n + PIECE - 1) / PIECE;
   std::vector<uint8_t> bad(pieces, 0);
-  parallel_ranges(pieces, nthreads, [&](int64_t p_lo, int64_t p_hi) {
+  parallel_ranges(pieces, nthreads, [&](int64_t, int64_t p_lo, int64_t p_hi) {
     for (int64_t p = p_lo; p < p_hi; ++p) {
       const int64_t k0 = p * PIECE;
       const int b = to_uint8_range(x + k0, out + k0, std::min(n - k0, PIECE));

@@ -13,11 +13,9 @@
 #include <cstdint>
 #include <algorithm>
 #include <cstring>
-#include <thread>
 #include <vector>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+
+#include "parallel.h"
 
 namespace {
 
@@ -55,33 +53,10 @@ void kv_product(const Dims& s, const uint64_t* bits, int64_t tb, int64_t h, floa
   }
 }
 
+// At least 8 units (token rows or heads) per thread: below that a thread costs more than it saves.
 template <typename F>
 void parallel_units(int64_t units, int nthreads, F body) {
-  const int64_t nt = std::max<int64_t>(1, std::min<int64_t>(nthreads, units / 8));
-  if (nt == 1) {
-    body(int64_t(0), units);
-    return;
-  }
-#ifdef _OPENMP
-  // torch's own OpenMP runtime (libgomp.so.1 is already loaded, so this library binds to it): its
-  // workers, still spinning after torch's last parallel op, take these ranges at once, instead of
-  // competing for the cores with fresh threads. The ranges follow the team size actually granted.
-#pragma omp parallel num_threads(int(nt))
-  {
-    const int64_t team = omp_get_num_threads(), t = omp_get_thread_num();
-    const int64_t per = (units + team - 1) / team;
-    const int64_t lo = std::min(units, t * per), hi = std::min(units, lo + per);
-    if (lo < hi) body(lo, hi);
-  }
-#else
-  std::vector<std::thread> pool;
-  const int64_t per = (units + nt - 1) / nt;
-  for (int64_t t = 0; t < nt; ++t) {
-    const int64_t lo = t * per, hi = std::min(units, lo + per);
-    if (lo < hi) pool.emplace_back(body, lo, hi);
-  }
-  for (auto& th : pool) th.join();
-#endif
+  parallel_ranges(units, std::min<int64_t>(nthreads, units / 8), [&](int64_t, int64_t lo, int64_t hi) { body(lo, hi); });
 }
 
 // One pass over the input: every token's Q, K, V masks of every head (branch-free bit sets).

@@ -1,13 +1,13 @@
 // WKV on the CPU: the per-token maths of wkv_core.cuh (the same code the CUDA kernels run), walked
-// in a cache-friendly order. Work is split into (batch, block of channels) units over std::threads;
+// in a cache-friendly order. Work is split into (batch, block of channels) units over threads (parallel.h);
 // inside a unit time is outer and channels inner, so every load reads contiguous memory.
 // Built by spikeattn/ops/_native.py (g++ -O3, no fast-math), called through ctypes.
 #include <algorithm>
 #include <cstdint>
-#include <thread>
 #include <vector>
 
 #include "wkv_core.cuh"
+#include "parallel.h"
 
 namespace {
 
@@ -22,15 +22,7 @@ void parallel_units(int64_t B, int64_t C, int nthreads, F body) {
       body(b, c0, std::min(CBLOCK, C - c0));
     }
   };
-  nthreads = int(std::max<int64_t>(1, std::min<int64_t>(nthreads, units)));
-  if (nthreads == 1) { run(0, units); return; }
-  std::vector<std::thread> pool;
-  const int64_t per = (units + nthreads - 1) / nthreads;
-  for (int i = 0; i < nthreads; ++i) {
-    const int64_t lo = i * per, hi = std::min(units, lo + per);
-    if (lo < hi) pool.emplace_back(run, lo, hi);
-  }
-  for (auto& th : pool) th.join();
+  parallel_ranges(units, nthreads, [&](int64_t, int64_t lo, int64_t hi) { run(lo, hi); });
 }
 
 template <typename F>

@@ -146,3 +146,25 @@ def test_saved_bytes_per_neuron_step():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         lif_multi_step(x, None, p, "cpu")
     assert sum(storages.values()) <= 4 * T * B * N + 64  # h, plus the 0-dim decay scalar
+
+
+@pytest.mark.parametrize("mode", ["LIF", "PLIF"])
+def test_cpu_same_bits_for_any_thread_count(mode):
+    """Neurons are split over threads (parallel.h): spikes, membrane and per-neuron gradients must not
+    depend on the split; PLIF's decay gradient sums per-range partials, so only its rounding may."""
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(6, 4 * 256 * 3 + 17, generator=g)  # 3 thread ranges' worth of blocks plus a tail
+    v0, w = torch.randn(x.shape[1:], generator=g) * 0.5, torch.randn(x.shape, generator=g)
+    p = make_params(MODES[mode], 2.0, 1.0, 0.0, True, False, SURROGATES[1], torch.float32)
+    old, results = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            results.append(run("cpu", x, v0, p, w))
+    finally:
+        torch.set_num_threads(old)
+    (s1, v1, g1), (s2, v2, g2) = results
+    assert torch.equal(s1, s2) and torch.equal(v1, v2)
+    assert torch.equal(g1[0], g2[0]) and torch.equal(g1[1], g2[1])
+    if mode == "PLIF":
+        assert_close(g2[2], g1[2], 1e-12, 0.0, what="grad k")
