@@ -8,10 +8,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
 from spikeattn.layers import SCS
+from spikeattn.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeattn.models.spikformer import Spikformer, _init_weights
 from spikeattn.neuron.base import reset
 
@@ -33,6 +36,31 @@ def unpatchify(patches: torch.Tensor, patch: tuple[int, int], grid: tuple[int, i
     return x.permute(0, 5, 1, 3, 2, 4).reshape(patches.shape[0], channels, gh * ph, gw * pw)
 
 
+@contextlib.contextmanager
+def token_count_compensated(blocks: nn.Module, factor: float):
+    """Scale every spiking attention's token sum by ``factor`` (= N / N_visible) for the duration.
+
+    Neither SSA (no softmax) nor SDSA normalises over tokens: their integer counts grow with the
+    number of tokens summed. Pretraining runs the blocks on a quarter of the tokens, fine-tuning
+    on all of them; without this the attention neurons, tuned to a quarter of the input they
+    later get, saturate after transfer. SSA's ``scale`` is multiplied; SDSA's threshold on
+    ``sum_n K*V`` is divided (the same comparison). Restored on exit, even after an error.
+    """
+    saved = []
+    try:
+        for m in blocks.modules():
+            if isinstance(m, SpikingSelfAttention):
+                saved.append((m, "scale", m.scale))
+                m.scale = m.scale * factor
+            elif isinstance(m, SpikeDrivenSelfAttention):
+                saved.append((m.kv_lif, "v_th", m.kv_lif.v_th))
+                m.kv_lif.v_th = m.kv_lif.v_th / factor
+        yield
+    finally:
+        for obj, name, value in saved:
+            setattr(obj, name, value)
+
+
 class SpikformerMAE(nn.Module):
     r"""MAE around a Spikformer with an SCS stem: predict the pixels of every patch from the visible ones.
 
@@ -41,7 +69,8 @@ class SpikformerMAE(nn.Module):
         \hat P = \mathrm{Dec}(\mathrm{scatter}(W_e \,\mathrm{mean}_t Z,\ [\mathrm{mask}]) + E_{pos})
 
     The stem sees the whole image with masked patches zeroed (and kept at zero, see ``SCS``); the
-    encoder blocks then run on the visible tokens only (MAE), which SSA allows for any token count.
+    encoder blocks then run on the visible tokens only (MAE), which SSA allows for any token count;
+    meanwhile their attention sums are scaled by N / N_visible (``token_count_compensated``).
     The decoder is a small conventional transformer (LayerNorm, GELU, softmax attention, real values),
     as in V2: it is thrown away after pretraining, so it need not be spiking.
 
@@ -98,8 +127,9 @@ class SpikformerMAE(nn.Module):
         vis_idx = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :n_vis]  # (B, Nv)
         c = tokens.shape[-1]
         z = tokens.gather(2, vis_idx[None, :, :, None].expand(t, b, n_vis, c))      # (T, B, Nv, C)
-        for block in self.encoder.blocks:
-            z = block(z)
+        with token_count_compensated(self.encoder.blocks, self.num_tokens / n_vis):
+            for block in self.encoder.blocks:
+                z = block(z)
         h = self.decoder_embed(z.mean(0))                                            # (B, Nv, D) firing rates in
         d = h.shape[-1]
         full = self.mask_token.expand(b, self.num_tokens, d).to(h.dtype)

@@ -119,3 +119,21 @@ def test_without_labels():
     data = WithoutLabels(TensorDataset(torch.randn(3, 1, 2, 2), torch.tensor([4, 5, 6])))
     x, y = data[1]
     assert len(data) == 3 and x.shape == (1, 2, 2) and y.item() == 0.0 and y.is_floating_point()
+
+
+@pytest.mark.parametrize("attention", ["ssa", "sdsa"])
+def test_attention_scaled_to_the_visible_token_count(attention):
+    """The blocks run on 12 of 49 tokens: every attention's sum is scaled by 49/12 meanwhile, then restored."""
+    mae = SpikformerMAE(small_v2(attention=attention), decoder_dim=16, decoder_depth=1)
+    attns = [b.attn for b in mae.encoder.blocks]
+    before = [(a.scale if attention == "ssa" else a.kv_lif.v_th) for a in attns]
+    seen = []
+    for a in attns:
+        a.register_forward_pre_hook(lambda m, _: seen.append(m.scale if attention == "ssa" else m.kv_lif.v_th))
+    mae(torch.randn(3, 1, 28, 28), random_keep_mask(3, 49, 0.75))
+    expected = [v * 49 / 12 if attention == "ssa" else v * 12 / 49 for v in before]
+    assert seen == pytest.approx(expected)
+    assert [(a.scale if attention == "ssa" else a.kv_lif.v_th) for a in attns] == before   # restored
+    seen.clear()
+    mae(torch.randn(3, 1, 28, 28), torch.ones(3, 49, dtype=torch.bool))                   # all visible: unchanged
+    assert seen == pytest.approx(before)
