@@ -9,6 +9,7 @@ import torch
 
 from spikeattn.ops._compile import machine_constant
 from spikeattn.ops._native import compiler, load_host_library
+from spikeattn.ops.linear import linear
 from spikeattn.ops.spike_linear import op as _op  # noqa: F401  (defines the torch.library op)
 
 _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -56,4 +57,4 @@ def fused_spike_grad_weight(grad_y, x):
         return grad_w.zero_()
     done = _entry()(grad_y.data_ptr(), x.data_ptr(), grad_w.data_ptr(), m, o, i, MAX_FRACTION,
                     torch.get_num_threads())
-    return grad_w if done else grad_y.T @ x.to(grad_y.dtype)
+    return grad_w if done else linear(grad_y.T, x.to(grad_y.dtype).T)  # dense: oneDNN's GEMM where it runs
