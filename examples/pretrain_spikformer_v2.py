@@ -90,7 +90,7 @@ def classify(args, labelled, test_set, out: Path, pretrained: Path | None, seed:
 
 
 @torch.no_grad()
-def save_reconstructions(mae, images: torch.Tensor, mask_ratio: float, path: Path, norm_pix: bool = True) -> None:
+def save_reconstructions(mae, images: torch.Tensor, mask_ratio: float, path: Path, norm_pix: bool) -> None:
     """PNG: rows of original, masked input, reconstruction (visible patches pasted back), for a few images."""
     import matplotlib  # lazy: only this picture needs it
     matplotlib.use("Agg")

@@ -1,8 +1,8 @@
 """Dense Linear ``y = x @ W^T + b``: the public op and its backend table.
 
-Backends: ``torch`` (``F.linear``, the oracle) and ``onednn`` (oneDNN's fp32 GEMM, ~2.3x MKL's on
-AVX-512 AMD CPUs; see ``onednn.py``). ``auto`` picks ``onednn`` for fp32 CPU tensors outside
-autograd whose GEMM is large enough to repay its ~10 us call cost, else ``torch``. The layers call
+Backends: ``torch`` (``F.linear``, the oracle) and ``onednn`` (oneDNN's fp32 GEMM, 2.2-2.4x MKL's on
+this project's AMD EPYC VM; see ``onednn.py``). ``auto`` picks ``onednn`` for fp32 CPU tensors outside
+autograd whose GEMM is large enough to repay its call overhead, else ``torch``. The layers call
 it inside their own autograd Functions (forward, and both backward GEMMs).
 """
 
@@ -21,34 +21,33 @@ MIN_ONEDNN_MACS = 1 << 19  # below ~0.5M multiply-adds the call overhead outweig
 
 
 def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
-    """``auto`` -> ``onednn`` where it runs and pays off, else ``torch``; explicit names are checked."""
+    """``auto`` -> ``onednn`` where it runs and pays off, else ``torch``; explicit names are checked.
+
+    ``onednn`` has no autograd formula: ``auto`` takes it only where autograd is not recording
+    (inside a custom Function, under no_grad), and ``backend='onednn'`` refuses tracked inputs.
+    """
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {backend!r}")
+    if backend == "torch":
+        return backend
     fits = (x.device.type == "cpu" and weight.device.type == "cpu" and x.dtype == weight.dtype == torch.float32
             and onednn.is_available())
+    tracked = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     if backend == "onednn":
         if not fits:
             raise ValueError(f"backend='onednn' needs fp32 CPU tensors and a torch built with oneDNN, got x "
                              f"{x.dtype} on {x.device}, weight {weight.dtype} on {weight.device}")
+        if tracked:
+            raise ValueError("backend='onednn' has no autograd: call it under torch.no_grad() or inside a Function")
         return backend
-    if backend == "torch":
-        return backend
-    tracked = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     big = x.numel() * weight.shape[0] >= MIN_ONEDNN_MACS
     return "onednn" if fits and big and not tracked else "torch"
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
            backend: str = "auto") -> torch.Tensor:
-    """``x [..., I] @ weight[O, I]^T + bias[O]`` -> ``[..., O]``.
-
-    ``onednn`` has no autograd formula: ``auto`` uses it only where autograd is not recording
-    (inside a custom Function, under no_grad), and ``backend='onednn'`` refuses tracked inputs.
-    """
+    """``x [..., I] @ weight[O, I]^T + bias[O]`` -> ``[..., O]``; backends as ``resolve_backend``."""
     if x.shape[-1] != weight.shape[-1] or weight.dim() != 2:
         raise ValueError(f"x {tuple(x.shape)} and weight {tuple(weight.shape)} do not match: "
                          "weight must be [out_features, in_features] with in_features == x.shape[-1]")
-    name = resolve_backend(backend, x, weight)
-    if name == "onednn" and torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        raise ValueError("backend='onednn' has no autograd: call it under torch.no_grad() or inside a Function")
-    return BACKENDS[name](x, weight, bias)
+    return BACKENDS[resolve_backend(backend, x, weight)](x, weight, bias)

@@ -1,8 +1,8 @@
 """fp32 CPU Linear on oneDNN, through the op torch's own CPU compiler (inductor) emits for it.
 
-Why: the x86 CPU wheels send fp32 matmuls to MKL, which runs its AVX2 code on AMD CPUs; oneDNN
-uses AVX-512 there (measured on a 2-core AMD EPYC VM, one thread: 103 vs 235 GFLOP/s at
-Spikformer-4-384 sizes, ``benchmarks/bench_attention.py``). Inputs may be strided (transposes
+Why: the x86 CPU wheels send fp32 matmuls to MKL, which on this project's AMD EPYC VM reaches
+~100 GFLOP/s on one core against oneDNN's 220-240 at Spikformer-4-384 sizes
+(``benchmarks/bench_linear.py``, ``benchmarks/results/linear_cpu.json``). Inputs may be strided (transposes
 are read in place); the summation order differs from MKL's, so results agree to fp32 rounding.
 """
 
