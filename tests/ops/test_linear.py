@@ -86,3 +86,23 @@ def test_spike_linear_gradients_match_autograd(spiking_input):
     (F.linear(*ref) * gy.double()).sum().backward()
     for a, e, name in zip(got, ref, ("x", "W", "b")):
         assert_close(a.grad, e.grad, 1e-5, 1e-3, what=f"grad {name}")
+
+
+def test_auto_leaves_dispatch_modes_the_aten_op():
+    """Op counters (spikeattn.opcount, FlopCounterMode) see aten matmuls: auto must not hide them in oneDNN."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, w = torch.randn(2048, 384), torch.randn(384, 384)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        linear(x, w)
+    assert counter.get_total_flops() == 2 * 2048 * 384 * 384
+
+
+def test_opcount_counts_spiking_linears():
+    """The demo model's LinearBN layers are counted in eval (no_grad) as in training."""
+    import spikeattn as sa
+
+    model = sa.models.spikformer("spikformer-mini-fmnist").eval()
+    report = sa.opcount.count(model, torch.randn(4, 1, 28, 28))
+    macs = report.compare_ann().table()
+    assert "blocks.0.attn.qkv" in macs and "blocks.0.mlp.fc1" in macs

@@ -9,6 +9,7 @@ it inside their own autograd Functions (forward, and both backward GEMMs).
 from __future__ import annotations
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from spikeattn.ops.linear import onednn
 from spikeattn.ops.linear.onednn import onednn_linear
@@ -25,6 +26,8 @@ def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
 
     ``onednn`` has no autograd formula: ``auto`` takes it only where autograd is not recording
     (inside a custom Function, under no_grad), and ``backend='onednn'`` refuses tracked inputs.
+    Nor does ``auto`` take it under a Python dispatch mode (``spikeattn.opcount``, FlopCounterMode,
+    fake tensors): those tools know aten's matmuls, not oneDNN's op.
     """
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {backend!r}")
@@ -41,7 +44,8 @@ def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
             raise ValueError("backend='onednn' has no autograd: call it under torch.no_grad() or inside a Function")
         return backend
     big = x.numel() * weight.shape[0] >= MIN_ONEDNN_MACS
-    return "onednn" if fits and big and not tracked else "torch"
+    observed = _get_current_dispatch_mode() is not None
+    return "onednn" if fits and big and not tracked and not observed else "torch"
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
