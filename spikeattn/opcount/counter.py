@@ -46,6 +46,8 @@ class _Recorder:
 
 
 class _CountingMode(TorchDispatchMode):
+    understands_onednn_linear = True  # RULES count it: spikeattn.ops.linear may keep its fast path
+
     def __init__(self, rules, ctx: OperandContext, stack: list[str], rec: _Recorder):
         super().__init__()
         self.rules, self.ctx, self.stack, self.rec = rules, ctx, stack, rec

@@ -152,6 +152,12 @@ def addmm_rule(args, kwargs, out, ctx):
     return _matmul_count(args[1], args[2], ctx)  # the bias add is elementwise: ignored
 
 
+def linear_rule(args, kwargs, out, ctx):
+    """``x [..., I] @ W[O, I]^T (+ b)``: oneDNN's fused Linear (``spikeattn.ops.linear``), counted as a matmul."""
+    x, w = args[0], args[1]
+    return _matmul_count(x.reshape(-1, x.shape[-1]), w.t(), ctx)
+
+
 def mv_rule(args, kwargs, out, ctx):
     return _matmul_count(args[0], args[1].unsqueeze(-1), ctx)
 
@@ -230,3 +236,5 @@ RULES: dict[object, RuleFn] = {
     aten.dot.default: dot_rule,
     aten.convolution.default: convolution_rule,
 }
+if hasattr(torch.ops.mkldnn, "_linear_pointwise"):  # the op spikeattn.ops.linear runs on the CPU
+    RULES[torch.ops.mkldnn._linear_pointwise.default] = linear_rule

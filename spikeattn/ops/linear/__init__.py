@@ -26,8 +26,9 @@ def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
 
     ``onednn`` has no autograd formula: ``auto`` takes it only where autograd is not recording
     (inside a custom Function, under no_grad), and ``backend='onednn'`` refuses tracked inputs.
-    Nor does ``auto`` take it under a Python dispatch mode (``spikeattn.opcount``, FlopCounterMode,
-    fake tensors): those tools know aten's matmuls, not oneDNN's op.
+    Nor does ``auto`` take it under a Python dispatch mode (FlopCounterMode, fake tensors...) that
+    knows aten's matmuls but not oneDNN's op, unless the mode says ``understands_onednn_linear``
+    (``spikeattn.opcount`` does: it has a rule for the op).
     """
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {backend!r}")
@@ -44,7 +45,8 @@ def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
             raise ValueError("backend='onednn' has no autograd: call it under torch.no_grad() or inside a Function")
         return backend
     big = x.numel() * weight.shape[0] >= MIN_ONEDNN_MACS
-    observed = _get_current_dispatch_mode() is not None
+    mode = _get_current_dispatch_mode()
+    observed = mode is not None and not getattr(mode, "understands_onednn_linear", False)
     return "onednn" if fits and big and not tracked and not observed else "torch"
 
 
