@@ -22,7 +22,8 @@ from torch import nn
 from torch.nn import functional as F
 
 import spikeattn as sa
-from spikeattn.data import fashion_mnist
+from spikeattn.data import RandomShiftFlip, fashion_mnist
+from spikeattn.data.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from spikeattn.train import TrainConfig, accuracy, train
 from spikeattn.models import parse_overrides
 from spikeattn.train.bn import recalibrate_bn
@@ -48,6 +49,8 @@ def parse_args(argv=None):
     p.add_argument("--budget-minutes", type=float, default=None,
                    help="instead of --steps/--epochs: as many steps as fit this long on this machine "
                         "(timed on a copy of the model first), so the cosine schedule still ends at 0")
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=False,
+                   help="random shifts of up to 2 pixels and left-right flips of the training images")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--threads", type=int, default=1,
@@ -129,7 +132,9 @@ def run(args) -> tuple[nn.Module, dict]:
           f"{len(train_set)} train / {len(test_set)} test images, {args.threads} threads")
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    summary = train(model, train_set, config, eval_set=test_set)
+    # shifted-in pixels are background: 0 before normalisation
+    augment = RandomShiftFlip(pad=2, flip=True, fill=-FASHION_MNIST_MEAN / FASHION_MNIST_STD) if args.augment else None
+    summary = train(model, train_set, config, eval_set=test_set, augment=augment)
     train_s = time.perf_counter() - start
     recalibrate_bn(model, train_set, batches=5 if args.quick else 40)
     acc = accuracy(model, test_set)
@@ -138,7 +143,7 @@ def run(args) -> tuple[nn.Module, dict]:
               "steps": summary["steps"], "epochs": summary["epochs"], "stopped_early": summary["stopped_early"],
               "train_wall_s": train_s, "wall_s": time.perf_counter() - start,
               "cpu_s": time.process_time() - cpu_start, "threads": args.threads,
-              "budget_minutes": args.budget_minutes}
+              "budget_minutes": args.budget_minutes, "augment": repr(augment) if augment else None}
     # preset + overrides rebuild it by name; the full model_config (inside) rebuilds it exactly
     save_model(model, Path(args.out) / "model.pt", preset=args.preset, overrides=overrides, test_acc=acc)
     (Path(args.out) / "result.json").write_text(json.dumps(result, indent=2, default=list) + "\n")

@@ -41,7 +41,8 @@ def _default_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 
 def train(model: nn.Module, train_set: Dataset, config: TrainConfig, eval_set: Dataset | None = None,
-          forward: Forward | None = None, loss_fn: Callable | None = None) -> dict:
+          forward: Forward | None = None, loss_fn: Callable | None = None,
+          augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
     """Train ``model`` on ``train_set`` (items ``(x, y)``) and return the run summary.
 
     Args:
@@ -52,6 +53,9 @@ def train(model: nn.Module, train_set: Dataset, config: TrainConfig, eval_set: D
             default ``model(x)``.
         loss_fn: ``loss_fn(logits, y) -> scalar``; default cross-entropy (accuracy is logged when
             logits are ``[B, classes]`` and targets are class indices).
+        augment: ``augment(x) -> x`` on every training batch (on the device; never on eval batches),
+            e.g. ``spikeattn.data.RandomShiftFlip``. It must draw from the global torch RNG (saved in
+            every checkpoint) so that resuming stays exact; under torchrun each process draws its own.
 
     Returns:
         The summary dict (also written to ``out_dir/summary.json``).
@@ -59,12 +63,12 @@ def train(model: nn.Module, train_set: Dataset, config: TrainConfig, eval_set: D
     ctx = setup_distributed(config.device)
     try:
         return _train(model, train_set, config, eval_set, forward or _default_forward,
-                      loss_fn or F.cross_entropy, ctx)
+                      loss_fn or F.cross_entropy, augment, ctx)
     finally:
         ctx.close()
 
 
-def _train(model, train_set, config, eval_set, forward, loss_fn, ctx: DistContext) -> dict:
+def _train(model, train_set, config, eval_set, forward, loss_fn, augment, ctx: DistContext) -> dict:
     out = Path(config.out_dir)
     if config.batch_size % ctx.world_size:
         raise ValueError(f"batch_size ({config.batch_size}) must be divisible by the number of processes ({ctx.world_size})")
@@ -108,7 +112,10 @@ def _train(model, train_set, config, eval_set, forward, loss_fn, ctx: DistContex
     while pos["step"] < total_steps and not stopped_early:
         for x, y in _epoch_batches(train_set, ctx, config, per_rank, pos["epoch"], pos["batch_in_epoch"]):
             lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
-            _train_step(model, x.to(ctx.device), y.to(ctx.device), forward, loss_fn, optimizer,
+            x = x.to(ctx.device)
+            if augment is not None:
+                x = augment(x)
+            _train_step(model, x, y.to(ctx.device), forward, loss_fn, optimizer,
                         scheduler, scaler, autocast, config.grad_clip, window)
             pos["step"] += 1
             pos["batch_in_epoch"] += 1

@@ -37,3 +37,16 @@ def test_bad_override(monkeypatch):
     with pytest.raises(ValueError, match="key=value"):
         example.run(example.parse_args(["--quick", "--set", "T"]))
 
+
+
+def test_quick_run_with_augmentation(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = importlib.import_module("train_spikformer")
+    threads = torch.get_num_threads()
+    try:
+        _, result = example.run(example.parse_args(["--quick", "--augment", "--threads", "1", "--out", str(tmp_path),
+                                                    "--no-progress"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert result["augment"].startswith("RandomShiftFlip(pad=2, flip=True")
+    assert result["test_acc"] > 0.25, result  # still learns with shifted/flipped training images

@@ -61,3 +61,17 @@ def test_membrane_reset_before_every_forward(tmp_path):
 def test_dataset_smaller_than_a_batch(tmp_path):
     with pytest.raises(ValueError, match="fewer than one batch"):
         train(tiny_model(), blobs(4), cfg(tmp_path), forward=direct_forward)
+
+
+def test_augment_applies_to_training_batches_only(tmp_path):
+    data, evals = blobs(), blobs(12, seed=7)
+    raw = {tuple(x.tolist()) for x, _ in data} | {tuple(x.tolist()) for x, _ in evals}
+    seen = {"train": [], "eval": []}
+
+    def forward(model, x):
+        seen["train" if model.training else "eval"] += [tuple(r.tolist()) in raw for r in x]
+        return direct_forward(model, x)
+
+    train(tiny_model(), data, cfg(tmp_path), evals, forward=forward, augment=lambda x: x + 1.0)
+    assert len(seen["train"]) == 32 and not any(seen["train"])  # 4 steps x 8, every one augmented
+    assert len(seen["eval"]) == 12 and all(seen["eval"])

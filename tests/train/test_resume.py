@@ -39,21 +39,28 @@ def lines(path):
     return [json.loads(s) for s in path.read_text().splitlines()]
 
 
+def jitter(x):
+    """A batch augmentation drawing from the global RNG, as RandomShiftFlip does."""
+    return x + 0.2 * torch.randn_like(x)
+
+
+@pytest.mark.parametrize("augment", [None, jitter], ids=["plain", "augment"])
 @pytest.mark.parametrize("every,kill_at", [(4, 6), (5, 9)], ids=["mid-epoch", "epoch-end"])
-def test_exact_resume(tmp_path, every, kill_at):
+def test_exact_resume(tmp_path, every, kill_at, augment):
     data, evals = blobs(40), blobs(12, seed=7)
     ref = tiny_model(seed=0)
-    ref_summary = train(ref, data, config(tmp_path / "ref", checkpoint_every=every), evals, forward=noisy_forward)
+    ref_summary = train(ref, data, config(tmp_path / "ref", checkpoint_every=every), evals, forward=noisy_forward,
+                        augment=augment)
 
     with pytest.raises(Killed):
         train(tiny_model(seed=0), data, config(tmp_path / "run", checkpoint_every=every), evals,
-              forward=killing_forward(kill_at))
+              forward=killing_forward(kill_at), augment=augment)
     ckpt = load_checkpoint(tmp_path / "run" / "ckpt.pt")
     assert ckpt["step"] == (kill_at // every) * every and ckpt["step"] < 12
 
     resumed = tiny_model(seed=123)  # different init: everything must come from the checkpoint
     summary = train(resumed, data, config(tmp_path / "run", checkpoint_every=every, resume=True), evals,
-                    forward=noisy_forward)
+                    forward=noisy_forward, augment=augment)
     for (name, a), b in zip(ref.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs after resume"
     assert lines(tmp_path / "run" / "metrics.jsonl") == lines(tmp_path / "ref" / "metrics.jsonl")
