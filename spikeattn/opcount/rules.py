@@ -25,6 +25,7 @@ Conventions (``docs/opcount.md``):
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass, fields
 from typing import Callable
 
@@ -65,6 +66,7 @@ class Operand:
 
 _REAL = Operand(REAL)
 _SAMPLE = 4096  # elements checked first: a real-valued tensor almost always fails on them
+_RECENT = 8     # classified tensors remembered (and kept alive) by an OperandContext
 
 
 class OperandContext:
@@ -76,6 +78,10 @@ class OperandContext:
     def __init__(self, weight_storages: set[int], event_driven: bool = True):
         self.weight_storages = weight_storages
         self.event_driven = event_driven
+        # Recent answers: one spike tensor often feeds several matmuls (SSA's Q, K and V Linears).
+        # The key is the exact view and its in-place version; each entry holds its tensor, so the
+        # memory cannot be freed and reused by another tensor while the entry lives.
+        self._recent: OrderedDict[tuple, tuple[torch.Tensor, Operand]] = OrderedDict()
 
     def kind(self, x: torch.Tensor) -> str:
         return self.classify(x).kind
@@ -85,6 +91,18 @@ class OperandContext:
             return _REAL
         if x.untyped_storage().data_ptr() in self.weight_storages:
             return _REAL  # a weight: read per event, never an event itself
+        key = (x.data_ptr(), x.device, x.dtype, tuple(x.shape), x.stride(), x._version)
+        hit = self._recent.get(key)
+        if hit is not None:
+            self._recent.move_to_end(key)
+            return hit[1]
+        operand = self._classify(x)
+        self._recent[key] = (x, operand)
+        if len(self._recent) > _RECENT:
+            self._recent.popitem(last=False)
+        return operand
+
+    def _classify(self, x: torch.Tensor) -> Operand:
         if x.dtype == torch.bool:
             nnz = int(x.count_nonzero())
             return Operand(BINARY, nnz, nnz)

@@ -167,6 +167,19 @@ def test_matmul_with_at_in_a_plain_function():
     assert row["bytes"] == 5 * 2 * 4
 
 
+
+def test_a_tensor_reused_by_several_matmuls_is_classified_by_its_current_values():
+    """The context remembers recent operands; an in-place change in between must not reuse the answer."""
+    def twice(s, w):
+        first = s @ w           # binary: 5 events x fan-out 2
+        second = s.t().t() @ w  # another view of the same values: the same answer
+        s.mul_(0.5)             # now real-valued, same memory, same shape
+        return first + second + s @ w
+
+    s = torch.tensor([[1.0, 0, 1, 0], [0, 1, 0, 0], [1, 0, 0, 1]])
+    row = count(Fn(twice), (s, torch.randn(4, 2))).by_module["(root)"]
+    assert row["sop"] == 2 * 5 * 2 and row["real_mac"] == 3 * 4 * 2
+
 Q = torch.tensor([[1.0, 0], [1, 1], [0, 0]])
 K = torch.tensor([[1.0, 1], [0, 1], [1, 0]])
 V = torch.tensor([[1.0, 0], [0, 1], [1, 1]])

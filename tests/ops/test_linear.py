@@ -108,3 +108,16 @@ def test_opcount_counts_spiking_linears(monkeypatch):
     assert "blocks.0.attn.qkv" in fast.table() and "blocks.0.mlp.fc1" in fast.table()
     monkeypatch.setattr(lin, "MIN_ONEDNN_MACS", 2**62)  # every Linear on F.linear (aten.mm)
     assert fast.table() == sa.opcount.count(model, x).table()
+
+
+@needs_onednn
+def test_availability_probe_is_not_counted():
+    """The first oneDNN call of a process may happen under opcount: the probe's tiny matmul stays out of the count."""
+    import spikeattn as sa
+
+    model = sa.models.spikformer("spikformer-mini-fmnist", dim=128, heads=4).eval()
+    x = torch.randn(8, 1, 28, 28)
+    lin.onednn.is_available.cache_clear()  # as in a fresh process
+    first = sa.opcount.count(model, x)
+    assert lin.onednn.is_available.cache_info().misses == 1  # the probe did run inside the count
+    assert first.table() == sa.opcount.count(model, x).table()
