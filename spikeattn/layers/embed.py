@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spikeattn.functional.norm import masked_batch_norm
 from spikeattn.layers.seq import NeuronSpec, PerFrame
 
 __all__ = ["SPS", "SCS", "ConvBNLIF", "sps_grid"]
@@ -137,6 +138,8 @@ class SCS(nn.Module):
     layer's resolution. BN turns a zero input into its shift and a 3x3 conv leaks visible values
     one pixel into masked cells, so re-masking each output is what keeps masked positions exactly
     zero all the way to the tokens (and masked cells never feed a visible one through a pool).
+    In training mode BN's statistics count only visible cells (SparK's sparse BN): with 75% of every
+    map masked, plain BN would learn its scale for a batch that is mostly zeros.
 
     Args:
         in_channels: image channels.
@@ -183,10 +186,10 @@ class SCS(nn.Module):
         x = mask(x)
         for stage, extras in zip(self.stages, self.extras):
             # mask before the pool too: a 3x3 pool window reaches into masked neighbours
-            x = mask(stage.pool(mask(stage.lif(stage.conv(x)))))
+            x = mask(stage.pool(mask(stage.lif(_conv_bn(stage.conv, x, mask)))))
             for conv in extras:
-                x = x + mask(conv(x))
-        y = x + mask(self.rpe(x))
+                x = x + mask(conv.lif(_conv_bn(conv.conv, x, mask)))
+        y = x + mask(self.rpe.lif(_conv_bn(self.rpe.conv, x, mask)))
         return y.flatten(3).transpose(2, 3).contiguous()  # (T, B, N, C)
 
     @property
@@ -198,6 +201,22 @@ class SCS(nn.Module):
                 f"pool_stages={self.pool_stages}, extra_convs={self.extra_convs}")
 
 
+def _conv_bn(block: PerFrame, x: torch.Tensor, mask: "_Remask") -> torch.Tensor:
+    """``block`` (PerFrame(Conv2d, BatchNorm2d)) on ``[T, B, C, h, w]``; under a mask, BN's batch
+    statistics count only the visible cells (SparK's sparse BN: ``masked_batch_norm`` says why)."""
+    if mask.keep is None or not block[1].training:
+        return block(x)
+    conv, bn = block
+    t, b = x.shape[:2]
+    y = conv(x.flatten(0, 1))
+    visible = mask.at(y.shape[-2:], y.dtype).expand(t, *mask.keep.shape[:1], 1, *y.shape[-2:]).flatten(0, 1)
+    if bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+    momentum = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum  # None: cumulative, as BN
+    y = masked_batch_norm(y, visible, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, momentum, bn.eps)
+    return y.unflatten(0, (t, b))
+
+
 class _Remask:
     """Multiply ``[T, B, C, h, w]`` maps by a token-grid keep mask resized (nearest) to ``(h, w)``; no-op without a mask."""
 
@@ -206,11 +225,14 @@ class _Remask:
             raise ValueError(f"keep must be a [B, H', W'] = [{batch}, {grid[0]}, {grid[1]}] mask, got shape {tuple(keep.shape)}")
         self.keep, self.cache = keep, {}
 
+    def at(self, size, dtype) -> torch.Tensor:
+        """The keep mask at ``size`` ``(h, w)``: ``[B, 1, h, w]`` of 0/1."""
+        size = tuple(size)
+        if size not in self.cache:  # nearest: grid cell (i, j) covers the block of pixels it came from
+            self.cache[size] = F.interpolate(self.keep[:, None].to(dtype), size=size, mode="nearest")
+        return self.cache[size]
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.keep is None:
             return x
-        size = tuple(x.shape[-2:])
-        if size not in self.cache:  # nearest: grid cell (i, j) covers the block of pixels it came from
-            m = F.interpolate(self.keep[:, None].to(x.dtype), size=size, mode="nearest")  # (B, 1, h, w)
-            self.cache[size] = m
-        return x * self.cache[size]
+        return x * self.at(x.shape[-2:], x.dtype)

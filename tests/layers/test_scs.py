@@ -71,6 +71,27 @@ def test_masked_positions_stay_exactly_zero(img_size, pools):
     assert (scs(x)[:, ~flat] != 0).any()
 
 
+
+def test_masked_training_normalises_with_visible_cells_only():
+    """SparK's sparse BN: in a masked forward the stem's BN statistics are those of the visible cells."""
+    torch.manual_seed(0)
+    scs = SCS(1, 16, 28, (0, 1), extra_convs=(1, 0, 0, 1)).train()
+    keep = torch.rand(4, *scs.grid) < 0.25
+    keep[:, 0, 0] = True
+    x = torch.randn(2, 4, 1, 28, 28)
+    conv, bn = scs.stages[0].conv
+    inputs = []
+    conv.register_forward_hook(lambda m, a, out: inputs.append(out.detach()))
+    scs(x, keep)
+    pixels = torch.nn.functional.interpolate(keep[:, None].float(), size=(28, 28), mode="nearest")
+    visible = pixels.expand(2, 4, 1, 28, 28).flatten(0, 1).bool()[:, 0]          # (T*B, 28, 28)
+    values = inputs[0].movedim(1, -1)[visible]                                    # (V, C)
+    torch.testing.assert_close(bn.running_mean, 0.1 * values.mean(0))             # from 0, momentum 0.1
+    torch.testing.assert_close(bn.running_var, 0.9 + 0.1 * values.var(0))         # from 1, unbiased
+    assert int(bn.num_batches_tracked) == 1
+    # the masked pixels were zeros going in: plain BN would have averaged them in
+    assert not torch.allclose(bn.running_mean, 0.1 * inputs[0].mean((0, 2, 3)))
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="extra_convs"):
         SCS(1, 32, 28, (0, 1), extra_convs=(1, 1, 1))
