@@ -1,6 +1,6 @@
 """Spikformer V2 on Fashion-MNIST with 1,000 labels: masked-image pretraining + fine-tuning vs from scratch.
 
-    python examples/pretrain_spikformer_v2.py                  # full run: ~17 minutes on one thread
+    python examples/pretrain_spikformer_v2.py --threads 1      # full run: ~12 minutes on one core here
     python examples/pretrain_spikformer_v2.py --quick          # a few hundred images, tens of steps (CI)
 
 1. Pretrain the encoder of `spikformer-v2-mini-fmnist` (SCS stem + 2 spiking blocks) on the 60,000
@@ -9,7 +9,7 @@
 2. For each of --seeds draws of 1,000 labelled images: fine-tune it (stem + blocks loaded, new head),
    and train the same model from scratch with the same budget.
 Both are tested on the 10,000 test images; the gain is the mean over the draws. Cost on this 2-core
-AMD EPYC machine, one thread: ~0.15 s per pretraining step (batch 128), ~30 s per fine-tuning run of
+AMD EPYC machine, one thread: ~0.12 s per pretraining step (batch 128), ~35 s per fine-tuning run of
 300 steps including its test pass. Results go to --out: pretrain/ (pretrained.pt, ckpt.pt, ...),
 finetune-<seed>/, scratch-<seed>/, reconstructions.png, result.json (and --result, the recorded JSON, in a full run).
 """
