@@ -17,10 +17,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from spikeattn.neuron import IF, LIF, PLIF, reset
 from spikeattn.ops.lif import state_dtype
 from spikeattn.opcount.report import OpReport
-from spikeattn.opcount.rules import OP_FIELDS, RULES, OperandContext
+from spikeattn.opcount.rules import BINARY, OP_FIELDS, RULES, Operand, OperandContext
 
 # Module types counted as spiking neurons; extend with ``count(..., neuron_types=(...))``.
 NEURON_TYPES: tuple[type[nn.Module], ...] = (LIF, IF, PLIF)
+# Neurons whose outputs are 0/1 spikes whatever their input (others' outputs are classified by value).
+BINARY_NEURONS: tuple[type[nn.Module], ...] = (LIF, IF, PLIF)
 
 ROOT = "(root)"
 
@@ -64,9 +66,10 @@ class _CountingMode(TorchDispatchMode):
         return out
 
 
-def _install_hooks(model: nn.Module, stack: list[str], rec: _Recorder, neuron_types) -> list:
+def _install_hooks(named: list[tuple[str, nn.Module]], stack: list[str], rec: _Recorder, neuron_types,
+                   ctx: OperandContext) -> list:
     names = {}
-    for name, module in model.named_modules():
+    for name, module in named:
         names.setdefault(module, name or ROOT)  # a shared module keeps its first name
     handles = []
 
@@ -79,9 +82,12 @@ def _install_hooks(model: nn.Module, stack: list[str], rec: _Recorder, neuron_ty
     def neuron_post(module, args, out):
         x = args[0]
         spikes = out[0] if isinstance(out, tuple) else out
+        n = int(round(spikes.sum(dtype=torch.float64).item()))
         # x is [T, B, ...] ('m') or [B, ...] ('s'): either way one update per element.
-        rec.add_neuron(names[module], type(module).__name__, x.numel(),
-                       int(round(float(spikes.sum(dtype=torch.float64)))), state_dtype(x.dtype).itemsize)
+        rec.add_neuron(names[module], type(module).__name__, x.numel(), n, state_dtype(x.dtype).itemsize)
+        if isinstance(module, BINARY_NEURONS):
+            # 0/1 by construction: the layer that reads them next need not scan them again
+            ctx.remember(spikes, Operand(BINARY, n, n))
 
     for module in names:
         handles.append(module.register_forward_pre_hook(pre))
@@ -110,11 +116,13 @@ def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_ru
     rules = {**RULES, **(extra_rules or {})}
     neuron_types = tuple(neuron_types) if neuron_types is not None else NEURON_TYPES
     rec, stack = _Recorder(), [ROOT]
+    named = list(model.named_modules())  # one walk of the module tree serves every step below
     ctx = OperandContext(_weight_storages(model), event_driven)
     # Counting must not change the model: BN running stats (train mode) are restored afterwards.
-    saved = {name: buf.detach().clone() for name, buf in model.named_buffers()}
+    buffers = list(model.named_buffers())
+    saved = [buf.detach().clone() for _, buf in buffers]
     reset(model)
-    handles = _install_hooks(model, stack, rec, neuron_types)
+    handles = _install_hooks(named, stack, rec, neuron_types, ctx)
     try:
         with torch.no_grad(), _CountingMode(rules, ctx, stack, rec):
             _call(model, example_input, forward_kwargs)
@@ -123,10 +131,9 @@ def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_ru
             h.remove()
         reset(model)
         with torch.no_grad():
-            for name, buf in model.named_buffers():
-                if name in saved:
-                    buf.copy_(saved[name])
-    types = {name or ROOT: type(m).__name__ for name, m in model.named_modules()}
+            for (_, buf), old in zip(buffers, saved):
+                buf.copy_(old)
+    types = {name or ROOT: type(m).__name__ for name, m in named}
     return OpReport(dict(rec.ops), dict(rec.by_op), rec.neurons, types, event_driven=event_driven,
                     source=(model, example_input, forward_kwargs, extra_rules, neuron_types))
 

@@ -91,35 +91,54 @@ class OperandContext:
             return _REAL
         if x.untyped_storage().data_ptr() in self.weight_storages:
             return _REAL  # a weight: read per event, never an event itself
-        key = (x.data_ptr(), x.device, x.dtype, tuple(x.shape), x.stride(), x._version)
+        key = _key(x)
         hit = self._recent.get(key)
         if hit is not None:
             self._recent.move_to_end(key)
             return hit[1]
         operand = self._classify(x)
-        self._recent[key] = (x, operand)
+        self.remember(x, operand)
+        return operand
+
+    def remember(self, x: torch.Tensor, operand: Operand) -> None:
+        """Record what ``x`` is (the counter tells it about neuron outputs, known to be 0/1 spikes)."""
+        self._recent[_key(x)] = (x, operand)
         if len(self._recent) > _RECENT:
             self._recent.popitem(last=False)
-        return operand
 
     def _classify(self, x: torch.Tensor) -> Operand:
         if x.dtype == torch.bool:
-            nnz = int(x.count_nonzero())
+            nnz = int(x.sum(dtype=torch.int64))
             return Operand(BINARY, nnz, nnz)
         if x.is_floating_point() and x.is_contiguous():
             head = x.view(-1)[:_SAMPLE]
             if not torch.equal(head, head.round()):
                 return _REAL
-        lo, hi = torch.aminmax(x)
-        if not (bool(torch.isfinite(lo)) and bool(torch.isfinite(hi))):
+        # Python scalars from here: each tensor comparison would be one more op launch (most of the cost
+        # on the small maps of a spiking stem).
+        lo, hi = (v.item() for v in torch.aminmax(x))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
             return _REAL  # NaN or inf: not a count of events
         if lo >= 0 and hi <= 1:
             # values in [0, 1]: sum == nnz exactly when every nonzero is 1 (no rounding pass needed)
-            nnz, total = int(x.count_nonzero()), float(x.sum(dtype=torch.float64))
+            nnz, total = _nnz(x), x.sum(dtype=torch.float64).item()
             return Operand(BINARY, nnz, nnz) if total == nnz else _REAL
         if x.is_floating_point() and not torch.equal(x, x.round()):
             return _REAL
-        return Operand(INTEGER, int(x.count_nonzero()), _isum(x.abs()))
+        return Operand(INTEGER, _nnz(x), _isum(x.abs()))
+
+
+def _key(x: torch.Tensor) -> tuple:
+    """Same key, same values: a contiguous tensor is its memory span (any shape: ``reshape`` views
+    share it), anything else its exact view; plus the in-place version counter."""
+    layout = (x.numel(),) if x.is_contiguous() else (tuple(x.shape), x.stride())
+    return (x.data_ptr(), x.device, x.dtype, *layout, x._version)
+
+
+def _nnz(x: torch.Tensor) -> int:
+    """Nonzeros of a finite tensor: the float64 sum of |sign| is exact (below 2^53), and on the CPU it is
+    2.5-4x faster than ``count_nonzero`` or a sum of ``x != 0``."""
+    return int(x.sign().abs().sum(dtype=torch.float64).item())
 
 
 def _magnitude(x: torch.Tensor) -> torch.Tensor:

@@ -159,3 +159,17 @@ def test_bad_model_raises_type_error():
 def test_total_rejects_unknown_keys():
     with pytest.raises(ValueError, match="key must be one of"):
         count(nn.Linear(2, 2), torch.ones(1, 2)).total("flops")
+
+
+def test_trusting_neuron_outputs_as_spikes_changes_no_count(monkeypatch):
+    """The counter tells the rules that LIF/IF/PLIF outputs are 0/1 (no second scan): same table as scanning."""
+    import spikeattn as sa
+    from spikeattn.opcount import counter
+
+    torch.manual_seed(0)
+    model = sa.models.spikformer("spikformer-mini-fmnist").train()
+    x = torch.randn(8, 1, 28, 28)
+    trusted = count(model, x)
+    monkeypatch.setattr(counter, "BINARY_NEURONS", ())
+    assert trusted.table() == count(model, x).table()
+    assert trusted.total("sop") > 0
