@@ -79,8 +79,8 @@ class OperandContext:
         self.weight_storages = weight_storages
         self.event_driven = event_driven
         # Recent answers: one spike tensor often feeds several matmuls (SSA's Q, K and V Linears).
-        # The key is the exact view and its in-place version; each entry holds its tensor, so the
-        # memory cannot be freed and reused by another tensor while the entry lives.
+        # Keyed by memory, layout and in-place version (``_key``); each entry holds its tensor, so
+        # the memory cannot be freed and reused by another tensor while the entry lives.
         self._recent: OrderedDict[tuple, tuple[torch.Tensor, Operand]] = OrderedDict()
 
     def kind(self, x: torch.Tensor) -> str:
@@ -114,8 +114,7 @@ class OperandContext:
             head = x.view(-1)[:_SAMPLE]
             if not torch.equal(head, head.round()):
                 return _REAL
-        # Python scalars from here: each tensor comparison would be one more op launch (most of the cost
-        # on the small maps of a spiking stem).
+        # Python scalars from here: each tensor comparison would be one more op launch.
         lo, hi = (v.item() for v in torch.aminmax(x))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             return _REAL  # NaN or inf: not a count of events
