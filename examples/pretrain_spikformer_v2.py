@@ -2,6 +2,7 @@
 
     python examples/pretrain_spikformer_v2.py --threads 1      # full run: ~12 minutes on one core here
     python examples/pretrain_spikformer_v2.py --quick          # a few hundred images, tens of steps (CI)
+    python examples/pretrain_spikformer_v2.py --holdout 10000  # tune a recipe on held-out training images, not on test
 
 1. Pretrain the encoder of `spikformer-v2-mini-fmnist` (SCS stem + 2 spiking blocks) on the 60,000
    training images WITHOUT labels: mask 75% of the 7x7 patches, reconstruct their pixels with a small
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.data import Subset
 
 import spikeattn as sa
 from spikeattn.data import fashion_mnist
@@ -64,6 +66,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, default=3,
                    help="label draws (seed, seed+1, ...): each fine-tunes AND trains from scratch; the gain is "
                         "their mean (one draw of 1,000 labels swings a few points)")
+    p.add_argument("--holdout", type=int, default=0, metavar="N",
+                   help="tune without the test set: keep the last N training images out of pretraining and "
+                        "labelling, and report accuracy on them instead of on the test images")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -109,7 +114,7 @@ def save_reconstructions(mae, images: torch.Tensor, mask_ratio: float, path: Pat
     for row, (name, imgs) in enumerate(zip(("original", "masked", "reconstructed"), shown)):
         for col in range(images.shape[0]):
             ax = axes[row, col]
-            ax.imshow((imgs[col, 0] * FASHION_MNIST_STD + FASHION_MNIST_MEAN).clamp(0, 1), cmap="gray", vmin=0, vmax=1)
+            ax.imshow((imgs[col, 0] * FASHION_MNIST_STD + FASHION_MNIST_MEAN).clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
         axes[row, 0].set_ylabel(name, fontsize=8)
     fig.tight_layout()
@@ -127,9 +132,17 @@ def run(args) -> dict:
     if args.quick:
         args.pretrain_steps, args.finetune_steps, args.seeds = 20, 30, 2
     images = fashion_mnist("train", root=args.data, limit=train_limit)   # pretraining ignores its labels
-    test_set = fashion_mnist("test", root=args.data, limit=test_limit)
+    if args.holdout:  # validation: the held-out images are neither pretrained on nor labelled
+        if not 0 < args.holdout < len(images) - labels:
+            raise ValueError(f"--holdout must leave at least {labels} training images, got {args.holdout} of {len(images)}")
+        split = len(images) - args.holdout
+        images, test_set = Subset(images, range(split)), Subset(images, range(split, len(images)))
+    else:
+        test_set = fashion_mnist("test", root=args.data, limit=test_limit)
+    evaluated_on = f"validation (last {args.holdout} training images)" if args.holdout else "test"
     print(f"{PRESET}: pretrain on {len(images)} unlabelled images, fine-tune on {labels} labels "
-          f"({args.seeds} draws), test on {len(test_set)}; {args.threads} threads")
+          f"({args.seeds} draws), evaluate on {len(test_set)} {'held-out training' if args.holdout else 'test'} "
+          f"images; {args.threads} threads")
     start, cpu_start = time.perf_counter(), time.process_time()
 
     # 1. masked-image pretraining (no labels)
@@ -143,14 +156,15 @@ def run(args) -> dict:
     mae, summary = pretrain(encoder, images, config, mask_ratio=args.mask_ratio, norm_pix=args.norm_pix,
                             decoder_dim=args.decoder_dim, decoder_depth=args.decoder_depth)
     pretrain_s = time.perf_counter() - t0
-    save_reconstructions(mae, test_set.images[:8], args.mask_ratio, out / "reconstructions.png", args.norm_pix)
+    shown = torch.stack([test_set[i][0] for i in range(8)])
+    save_reconstructions(mae, shown, args.mask_ratio, out / "reconstructions.png", args.norm_pix)
     print(f"pretrained {summary['steps']} steps in {pretrain_s:.0f} s, final loss {summary['final_train_loss']:.3f}")
 
     # 2. fine-tune from the pretrained file, 3. the same model and budget from scratch; per label draw
     draws = []
     for seed in range(args.seed, args.seed + args.seeds):
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:labels]
-        labelled = torch.utils.data.Subset(images, pick.tolist())  # a seeded random draw of labelled images
+        labelled = Subset(images, pick.tolist())  # a seeded random draw of labelled images
         finetuned = classify(args, labelled, test_set, out / f"finetune-{seed}", Path(summary["pretrained"]), seed)
         scratch = classify(args, labelled, test_set, out / f"scratch-{seed}", None, seed)
         draws.append({"seed": seed, "finetune": finetuned, "scratch": scratch,
@@ -160,12 +174,12 @@ def run(args) -> dict:
     mean = {arm: statistics.mean(d[arm]["test_acc"] for d in draws) for arm in ("finetune", "scratch")}
     gains = [d["gain_points"] for d in draws]
     gain_std = statistics.stdev(gains) if len(gains) > 1 else 0.0
-    print(f"test accuracy with {labels} labels, mean of {len(draws)} draws: pretrained + fine-tuned "
+    print(f"{evaluated_on} accuracy with {labels} labels, mean of {len(draws)} draws: pretrained + fine-tuned "
           f"{mean['finetune']:.4f}, from scratch {mean['scratch']:.4f} "
           f"({statistics.mean(gains):+.2f} points, std {gain_std:.2f})")
 
     result = {"preset": PRESET, "T": args.T, "labels": labels, "unlabelled_images": len(images),
-              "test_images": len(test_set), "mask_ratio": args.mask_ratio, "norm_pix": args.norm_pix,
+              "test_images": len(test_set), "evaluated_on": evaluated_on, "mask_ratio": args.mask_ratio, "norm_pix": args.norm_pix,
               "decoder": {"dim": args.decoder_dim, "depth": args.decoder_depth},
               "pretrain": {"steps": summary["steps"], "batch_size": config.batch_size, "lr": args.pretrain_lr,
                            "final_loss": summary["final_train_loss"], "wall_s": pretrain_s},
@@ -175,7 +189,7 @@ def run(args) -> dict:
               "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
               "threads": args.threads, "quick": args.quick, "date": time.strftime("%Y-%m-%d")}
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    record = args.result or (None if args.quick else RESULT)
+    record = args.result or (None if args.quick or args.holdout else RESULT)
     if record:
         Path(record).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{result['wall_s']:.0f} s wall / {result['cpu_s']:.0f} s CPU; results in {out}/")

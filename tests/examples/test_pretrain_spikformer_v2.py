@@ -35,3 +35,33 @@ def test_quick_run(monkeypatch, tmp_path):
     png = (tmp_path / "reconstructions.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     init_from(spikformer(example.PRESET), tmp_path / "pretrain" / "pretrained.pt")  # loadable for fine-tuning
+
+
+def test_holdout_keeps_the_test_set_out(monkeypatch, tmp_path):
+    """--holdout N: pretraining and labels use the first images only; accuracy is on the last N; no record written."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = importlib.import_module("pretrain_spikformer_v2")
+    seen = []
+    real_subset = example.Subset
+    monkeypatch.setattr(example, "Subset", lambda data, idx: seen.append(list(idx)) or real_subset(data, idx))
+    monkeypatch.setattr(example, "RESULT", tmp_path / "must-not-be-written.json")
+    threads = torch.get_num_threads()
+    try:
+        result = example.run(example.parse_args(["--quick", "--holdout", "100", "--threads", "1", "--out",
+                                                 str(tmp_path / "run"), "--no-progress"]))
+    finally:
+        torch.set_num_threads(threads)
+    assert result["test_images"] == 100 and result["unlabelled_images"] == 500
+    assert result["evaluated_on"].startswith("validation")
+    pretrain_idx, holdout_idx, *draws = seen
+    assert pretrain_idx == list(range(500)) and holdout_idx == list(range(500, 600))
+    assert len(draws) == 2 and all(len(d) == 200 and max(d) < 500 for d in draws)  # labels never from the holdout
+    assert not (tmp_path / "must-not-be-written.json").exists()
+
+
+def test_holdout_must_leave_room_for_the_labels(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = importlib.import_module("pretrain_spikformer_v2")
+    import pytest
+    with pytest.raises(ValueError, match="--holdout"):
+        example.run(example.parse_args(["--quick", "--holdout", "450", "--threads", "1"]))
