@@ -133,7 +133,7 @@ def run(args) -> dict:
         args.pretrain_steps, args.finetune_steps, args.seeds = 20, 30, 2
     images = fashion_mnist("train", root=args.data, limit=train_limit)   # pretraining ignores its labels
     if args.holdout:  # validation: the held-out images are neither pretrained on nor labelled
-        if not 0 < args.holdout < len(images) - labels:
+        if not 0 < args.holdout <= len(images) - labels:
             raise ValueError(f"--holdout must leave at least {labels} training images, got {args.holdout} of {len(images)}")
         split = len(images) - args.holdout
         images, test_set = Subset(images, range(split)), Subset(images, range(split, len(images)))

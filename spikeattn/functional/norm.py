@@ -35,13 +35,13 @@ def masked_batch_norm(x: torch.Tensor, visible: torch.Tensor, running_mean: torc
     if n < 2:
         raise ValueError(f"masked_batch_norm needs at least 2 visible positions per channel, got {int(n.item())}")
     mean = (x * m).sum(dims) / n
-    centred = (x - _channel(mean, x)) * m
-    var = centred.square().sum(dims) / n  # biased: what normalises, as BN
+    centred = x - _channel(mean, x)
+    var = (centred * m).square().sum(dims) / n  # biased: what normalises, as BN
     if running_mean is not None:
         with torch.no_grad():
             running_mean.lerp_(mean.detach(), momentum)
             running_var.lerp_(var.detach() * (n / (n - 1)), momentum)
-    y = (x - _channel(mean, x)) * _channel(torch.rsqrt(var + eps), x)
+    y = centred * _channel(torch.rsqrt(var + eps), x)
     if weight is not None:
         y = y * _channel(weight, x)
     if bias is not None:

@@ -208,11 +208,13 @@ def _conv_bn(block: PerFrame, x: torch.Tensor, mask: "_Remask") -> torch.Tensor:
         return block(x)
     conv, bn = block
     t, b = x.shape[:2]
-    y = conv(x.flatten(0, 1))
-    visible = mask.at(y.shape[-2:], y.dtype).expand(t, *mask.keep.shape[:1], 1, *y.shape[-2:]).flatten(0, 1)
+    y = conv(x.flatten(0, 1))                                                   # (T*B, C, h, w)
+    visible = mask.at(y.shape[-2:], y.dtype).expand(t, -1, -1, -1, -1).flatten(0, 1)
+    momentum = bn.momentum or 0.0
     if bn.track_running_stats:
         bn.num_batches_tracked.add_(1)
-    momentum = (1.0 / float(bn.num_batches_tracked)) if bn.momentum is None else bn.momentum  # None: cumulative, as BN
+        if bn.momentum is None:  # cumulative average, as nn.BatchNorm2d
+            momentum = 1.0 / float(bn.num_batches_tracked)
     y = masked_batch_norm(y, visible, bn.running_mean, bn.running_var, bn.weight, bn.bias, True, momentum, bn.eps)
     return y.unflatten(0, (t, b))
 
