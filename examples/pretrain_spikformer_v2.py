@@ -3,6 +3,8 @@
     python examples/pretrain_spikformer_v2.py --threads 1      # full run: ~12 minutes on one core here
     python examples/pretrain_spikformer_v2.py --quick          # a few hundred images, tens of steps (CI)
     python examples/pretrain_spikformer_v2.py --holdout 10000  # tune a recipe on held-out training images, not on test
+    python examples/pretrain_spikformer_v2.py --holdout 10000 --pretrained runs/spikformer_v2/pretrain/pretrained.pt
+                                                               # ... and tune fine-tuning alone, reusing step 1
 
 1. Pretrain the encoder of `spikformer-v2-mini-fmnist` (SCS stem + 2 spiking blocks) on the 60,000
    training images WITHOUT labels: mask 75% of the 7x7 patches, reconstruct their pixels with a small
@@ -33,6 +35,7 @@ from spikeattn.data.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from spikeattn.models.spikformer_mae import patchify, unpatchify
 from spikeattn.train import TrainConfig, accuracy, train
 from spikeattn.train.bn import recalibrate_bn
+from spikeattn.train.model_file import load_model
 from spikeattn.train.pretrain import init_from, pretrain, random_keep_mask
 
 PRESET = "spikformer-v2-mini-fmnist"
@@ -69,6 +72,9 @@ def parse_args(argv=None):
     p.add_argument("--holdout", type=int, default=0, metavar="N",
                    help="tune without the test set: keep the last N training images out of pretraining and "
                         "labelling, and report accuracy on them instead of on the test images")
+    p.add_argument("--pretrained", default=None, metavar="FILE",
+                   help="skip step 1 and fine-tune from this pretrained.pt (it must have been pretrained on the "
+                        "same images: same --holdout; checked by their count)")
     p.add_argument("--no-progress", action="store_true")
     return p.parse_args(argv)
 
@@ -122,6 +128,36 @@ def save_reconstructions(mae, images: torch.Tensor, mask_ratio: float, path: Pat
     plt.close(fig)
 
 
+def pretrain_encoder(args, images, out: Path) -> tuple[Path, dict]:
+    """Step 1: masked-image pretraining of a fresh encoder on ``images`` (labels dropped)."""
+    torch.manual_seed(args.seed)
+    encoder = sa.models.spikformer(PRESET)
+    config = TrainConfig(steps=args.pretrain_steps, batch_size=32 if args.quick else 128, lr=args.pretrain_lr,
+                         weight_decay=0.05, betas=(0.9, 0.95), warmup_steps=max(1, args.pretrain_steps // 20),
+                         grad_clip=1.0, log_every=10 if args.quick else 100, out_dir=str(out / "pretrain"),
+                         seed=args.seed, progress=not args.no_progress)
+    start = time.perf_counter()
+    mae, summary = pretrain(encoder, images, config, mask_ratio=args.mask_ratio, norm_pix=args.norm_pix,
+                            decoder_dim=args.decoder_dim, decoder_depth=args.decoder_depth)
+    info = {"steps": summary["steps"], "batch_size": config.batch_size, "lr": args.pretrain_lr,
+            "final_loss": summary["final_train_loss"], "wall_s": time.perf_counter() - start,
+            "file": summary["pretrained"], "mask_ratio": args.mask_ratio, "norm_pix": args.norm_pix,
+            "decoder": {"dim": args.decoder_dim, "depth": args.decoder_depth}, "mae": mae}
+    return Path(summary["pretrained"]), info
+
+
+def reused_pretraining(path, images: int) -> dict:
+    """What an earlier step 1 wrote into its pretrained.pt; refuses a file pretrained on other images."""
+    _, extra = load_model(path)
+    meta = extra.get("pretrain", {})
+    if meta.get("images") != images:  # e.g. a full-data file reused under --holdout: it has seen the held-out images
+        raise ValueError(f"--pretrained {path} was pretrained on {meta.get('images', 'an unrecorded number of')} "
+                         f"images, this run pretrains on {images}: pretrain again with the same --holdout")
+    return {"steps": meta["steps"], "batch_size": meta.get("batch_size"), "lr": meta.get("lr"), "final_loss": meta["final_loss"], "wall_s": 0.0,
+            "file": str(path), "mask_ratio": meta["mask_ratio"], "norm_pix": meta["norm_pix"],
+            "decoder": {"dim": meta["decoder_dim"], "depth": meta["decoder_depth"]}}
+
+
 # ---------------------------------------------------------------------------------------------- run
 
 
@@ -145,27 +181,22 @@ def run(args) -> dict:
           f"images; {args.threads} threads")
     start, cpu_start = time.perf_counter(), time.process_time()
 
-    # 1. masked-image pretraining (no labels)
-    torch.manual_seed(args.seed)
-    encoder = sa.models.spikformer(PRESET)
-    config = TrainConfig(steps=args.pretrain_steps, batch_size=32 if args.quick else 128, lr=args.pretrain_lr,
-                         weight_decay=0.05, betas=(0.9, 0.95), warmup_steps=max(1, args.pretrain_steps // 20),
-                         grad_clip=1.0, log_every=10 if args.quick else 100, out_dir=str(out / "pretrain"),
-                         seed=args.seed, progress=not args.no_progress)
-    t0 = time.perf_counter()
-    mae, summary = pretrain(encoder, images, config, mask_ratio=args.mask_ratio, norm_pix=args.norm_pix,
-                            decoder_dim=args.decoder_dim, decoder_depth=args.decoder_depth)
-    pretrain_s = time.perf_counter() - t0
-    shown = torch.stack([test_set[i][0] for i in range(8)])
-    save_reconstructions(mae, shown, args.mask_ratio, out / "reconstructions.png", args.norm_pix)
-    print(f"pretrained {summary['steps']} steps in {pretrain_s:.0f} s, final loss {summary['final_train_loss']:.3f}")
+    # 1. masked-image pretraining (no labels), or the file of an earlier one
+    if args.pretrained:
+        pretrained, info = Path(args.pretrained), reused_pretraining(args.pretrained, len(images))
+        print(f"reusing {pretrained}: {info['steps']} pretraining steps, final loss {info['final_loss']:.3f}")
+    else:
+        pretrained, info = pretrain_encoder(args, images, out)
+        shown = torch.stack([test_set[i][0] for i in range(8)])
+        save_reconstructions(info.pop("mae"), shown, args.mask_ratio, out / "reconstructions.png", args.norm_pix)
+        print(f"pretrained {info['steps']} steps in {info['wall_s']:.0f} s, final loss {info['final_loss']:.3f}")
 
     # 2. fine-tune from the pretrained file, 3. the same model and budget from scratch; per label draw
     draws = []
     for seed in range(args.seed, args.seed + args.seeds):
         pick = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))[:labels]
         labelled = Subset(images, pick.tolist())  # a seeded random draw of labelled images
-        finetuned = classify(args, labelled, test_set, out / f"finetune-{seed}", Path(summary["pretrained"]), seed)
+        finetuned = classify(args, labelled, test_set, out / f"finetune-{seed}", pretrained, seed)
         scratch = classify(args, labelled, test_set, out / f"scratch-{seed}", None, seed)
         draws.append({"seed": seed, "finetune": finetuned, "scratch": scratch,
                       "gain_points": 100 * (finetuned["test_acc"] - scratch["test_acc"])})
@@ -179,17 +210,16 @@ def run(args) -> dict:
           f"({statistics.mean(gains):+.2f} points, std {gain_std:.2f})")
 
     result = {"preset": PRESET, "T": args.T, "labels": labels, "unlabelled_images": len(images),
-              "test_images": len(test_set), "evaluated_on": evaluated_on, "mask_ratio": args.mask_ratio, "norm_pix": args.norm_pix,
-              "decoder": {"dim": args.decoder_dim, "depth": args.decoder_depth},
-              "pretrain": {"steps": summary["steps"], "batch_size": config.batch_size, "lr": args.pretrain_lr,
-                           "final_loss": summary["final_train_loss"], "wall_s": pretrain_s},
+              "test_images": len(test_set), "evaluated_on": evaluated_on, "mask_ratio": info["mask_ratio"],
+              "norm_pix": info["norm_pix"], "decoder": info["decoder"],
+              "pretrain": {k: info[k] for k in ("steps", "batch_size", "lr", "final_loss", "wall_s", "file")},
               "finetune_acc_mean": mean["finetune"], "scratch_acc_mean": mean["scratch"],
               "gain_points": statistics.mean(gains), "gain_points_std": gain_std, "draws": draws,
               "finetune_budget": {"steps": args.finetune_steps, "lr": args.finetune_lr},
               "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
               "threads": args.threads, "quick": args.quick, "date": time.strftime("%Y-%m-%d")}
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
-    record = args.result or (None if args.quick or args.holdout else RESULT)
+    record = args.result or (None if args.quick or args.holdout or args.pretrained else RESULT)
     if record:
         Path(record).write_text(json.dumps(result, indent=2) + "\n")
     print(f"{result['wall_s']:.0f} s wall / {result['cpu_s']:.0f} s CPU; results in {out}/")

@@ -110,6 +110,7 @@ def pretrain(encoder: Spikformer, train_set: Dataset, config: TrainConfig, mask_
                     forward=forward, loss_fn=lambda loss, _: loss)
     path = save_model(encoder, Path(config.out_dir) / PRETRAINED_NAME,
                       pretrain=dict(mask_ratio=mask_ratio, norm_pix=norm_pix, steps=summary["steps"],
+                                    images=len(train_set), batch_size=config.batch_size, lr=config.lr,
                                     final_loss=summary["final_train_loss"], **mae.decoder_config))
     return mae, {**summary, "pretrained": str(path)}
 

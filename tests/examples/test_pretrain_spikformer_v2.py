@@ -65,3 +65,26 @@ def test_holdout_must_leave_room_for_the_labels(monkeypatch):
     example = importlib.import_module("pretrain_spikformer_v2")
     with pytest.raises(ValueError, match="--holdout"):
         example.run(example.parse_args(["--quick", "--holdout", "401", "--threads", "1"]))
+
+
+def test_pretrained_file_is_reused_and_must_match_the_images(monkeypatch, tmp_path):
+    """--pretrained FILE skips step 1 and fine-tunes the same bits; a file pretrained on other images is refused."""
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = importlib.import_module("pretrain_spikformer_v2")
+    monkeypatch.setattr(example, "RESULT", tmp_path / "must-not-be-written.json")
+    threads = torch.get_num_threads()
+    common = ["--quick", "--threads", "1", "--no-progress"]
+    try:
+        first = example.run(example.parse_args(common + ["--out", str(tmp_path / "a")]))
+        file = tmp_path / "a" / "pretrain" / "pretrained.pt"
+        monkeypatch.setattr(example, "pretrain", lambda *a, **k: pytest.fail("step 1 ran despite --pretrained"))
+        again = example.run(example.parse_args(common + ["--out", str(tmp_path / "b"), "--pretrained", str(file)]))
+        with pytest.raises(ValueError, match="pretrained on 600 images, this run pretrains on 500"):
+            example.run(example.parse_args(common + ["--holdout", "100", "--pretrained", str(file),
+                                                     "--out", str(tmp_path / "c")]))
+    finally:
+        torch.set_num_threads(threads)
+    assert [d["finetune"]["test_acc"] for d in again["draws"]] == [d["finetune"]["test_acc"] for d in first["draws"]]
+    assert again["pretrain"]["steps"] == 20 and again["pretrain"]["final_loss"] == first["pretrain"]["final_loss"]
+    assert again["pretrain"]["batch_size"] == 32 and again["mask_ratio"] == 0.75
+    assert not (tmp_path / "b" / "pretrain").exists() and not (tmp_path / "must-not-be-written.json").exists()
