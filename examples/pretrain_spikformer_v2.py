@@ -37,6 +37,7 @@ from spikeattn.train import TrainConfig, accuracy, train
 from spikeattn.train.bn import recalibrate_bn
 from spikeattn.train.model_file import load_model
 from spikeattn.train.pretrain import init_from, pretrain, random_keep_mask
+from spikeattn.train.probe import fit_head
 
 PRESET = "spikformer-v2-mini-fmnist"
 RESULT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "spikformer_v2_pretrain_cpu.json"
@@ -60,6 +61,8 @@ def parse_args(argv=None):
     p.add_argument("--decoder-depth", type=int, default=1)
     p.add_argument("--finetune-steps", type=int, default=300, help="steps (batch 64) for BOTH fine-tuning and scratch")
     p.add_argument("--finetune-lr", type=float, default=2e-3)
+    p.add_argument("--head-init", choices=("random", "probe"), default="random",
+                   help="both arms: the classifier head starts random, or fitted to the initial features (LP-FT)")
     p.add_argument("--T", type=int, default=1, help="time steps for fine-tuning and scratch (1 or 4...)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--data", default=None, help="Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist)")
@@ -88,6 +91,8 @@ def classify(args, labelled, test_set, out: Path, pretrained: Path | None, seed:
     model = sa.models.spikformer(PRESET, T=args.T)
     if pretrained is not None:
         init_from(model, pretrained)
+    if args.head_init == "probe":  # both arms: the head starts as a logistic regression on the initial features
+        fit_head(model, labelled)
     config = TrainConfig(steps=args.finetune_steps, batch_size=32 if args.quick else 64, lr=args.finetune_lr,
                          weight_decay=0.05, warmup_steps=max(1, args.finetune_steps // 10), grad_clip=1.0,
                          log_every=10 if args.quick else 50, out_dir=str(out), seed=seed,
@@ -215,7 +220,7 @@ def run(args) -> dict:
               "pretrain": {k: info[k] for k in ("steps", "batch_size", "lr", "final_loss", "wall_s", "file")},
               "finetune_acc_mean": mean["finetune"], "scratch_acc_mean": mean["scratch"],
               "gain_points": statistics.mean(gains), "gain_points_std": gain_std, "draws": draws,
-              "finetune_budget": {"steps": args.finetune_steps, "lr": args.finetune_lr},
+              "finetune_budget": {"steps": args.finetune_steps, "lr": args.finetune_lr, "head_init": args.head_init},
               "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
               "threads": args.threads, "quick": args.quick, "date": time.strftime("%Y-%m-%d")}
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")

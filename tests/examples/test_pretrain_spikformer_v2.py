@@ -88,3 +88,19 @@ def test_pretrained_file_is_reused_and_must_match_the_images(monkeypatch, tmp_pa
     assert again["pretrain"]["steps"] == 20 and again["pretrain"]["final_loss"] == first["pretrain"]["final_loss"]
     assert again["pretrain"]["batch_size"] == 32 and again["mask_ratio"] == 0.75
     assert not (tmp_path / "b" / "pretrain").exists() and not (tmp_path / "must-not-be-written.json").exists()
+
+
+def test_head_init_probe_fits_the_head_of_both_arms(monkeypatch, tmp_path):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    example = importlib.import_module("pretrain_spikformer_v2")
+    fitted = []
+    real_fit = example.fit_head
+    monkeypatch.setattr(example, "fit_head", lambda model, data: fitted.append(len(data)) or real_fit(model, data))
+    threads = torch.get_num_threads()
+    try:
+        result = example.run(example.parse_args(["--quick", "--threads", "1", "--no-progress", "--head-init", "probe",
+                                                 "--out", str(tmp_path)]))
+    finally:
+        torch.set_num_threads(threads)
+    assert fitted == [200] * 4                                  # 2 draws x (fine-tuned, scratch), on the labels only
+    assert result["finetune_budget"]["head_init"] == "probe"
