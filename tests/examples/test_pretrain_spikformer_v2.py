@@ -13,16 +13,24 @@ from spikeattn.models import spikformer
 from spikeattn.train.pretrain import init_from
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+QUICK = ["--quick", "--threads", "1", "--no-progress"]
 
 
-def test_quick_run(monkeypatch, tmp_path):
+@pytest.fixture
+def example(monkeypatch):
+    """The example module; the thread count it sets is put back afterwards."""
     monkeypatch.syspath_prepend(str(EXAMPLES))
-    example = importlib.import_module("pretrain_spikformer_v2")
     threads = torch.get_num_threads()
-    try:
-        result = example.run(example.parse_args(["--quick", "--threads", "1", "--out", str(tmp_path), "--no-progress"]))
-    finally:
-        torch.set_num_threads(threads)
+    yield importlib.import_module("pretrain_spikformer_v2")
+    torch.set_num_threads(threads)
+
+
+def quick(example, *flags) -> dict:
+    return example.run(example.parse_args(QUICK + [str(f) for f in flags]))
+
+
+def test_quick_run(example, tmp_path):
+    result = quick(example, "--out", tmp_path)
     assert result["labels"] == 200 and result["unlabelled_images"] == 600 and result["quick"]
     assert [d["seed"] for d in result["draws"]] == [0, 1]
     for draw in result["draws"]:
@@ -38,20 +46,13 @@ def test_quick_run(monkeypatch, tmp_path):
     init_from(spikformer(example.PRESET), tmp_path / "pretrain" / "pretrained.pt")  # loadable for fine-tuning
 
 
-def test_holdout_keeps_the_test_set_out(monkeypatch, tmp_path):
+def test_holdout_keeps_the_test_set_out(example, monkeypatch, tmp_path):
     """--holdout N: pretraining and labels use the first images only; accuracy is on the last N; no record written."""
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    example = importlib.import_module("pretrain_spikformer_v2")
     seen = []
     real_subset = example.Subset
     monkeypatch.setattr(example, "Subset", lambda data, idx: seen.append(list(idx)) or real_subset(data, idx))
     monkeypatch.setattr(example, "RESULT", tmp_path / "must-not-be-written.json")
-    threads = torch.get_num_threads()
-    try:
-        result = example.run(example.parse_args(["--quick", "--holdout", "100", "--threads", "1", "--out",
-                                                 str(tmp_path / "run"), "--no-progress"]))
-    finally:
-        torch.set_num_threads(threads)
+    result = quick(example, "--holdout", 100, "--out", tmp_path / "run")
     assert result["test_images"] == 100 and result["unlabelled_images"] == 500
     assert result["evaluated_on"].startswith("validation")
     pretrain_idx, holdout_idx, *draws = seen
@@ -60,47 +61,30 @@ def test_holdout_keeps_the_test_set_out(monkeypatch, tmp_path):
     assert not (tmp_path / "must-not-be-written.json").exists()
 
 
-def test_holdout_must_leave_room_for_the_labels(monkeypatch):
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    example = importlib.import_module("pretrain_spikformer_v2")
+def test_holdout_must_leave_room_for_the_labels(example):
     with pytest.raises(ValueError, match="--holdout"):
-        example.run(example.parse_args(["--quick", "--holdout", "401", "--threads", "1"]))
+        quick(example, "--holdout", 401)
 
 
-def test_pretrained_file_is_reused_and_must_match_the_images(monkeypatch, tmp_path):
+def test_pretrained_file_is_reused_and_must_match_the_images(example, monkeypatch, tmp_path):
     """--pretrained FILE skips step 1 and fine-tunes the same bits; a file pretrained on other images is refused."""
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    example = importlib.import_module("pretrain_spikformer_v2")
     monkeypatch.setattr(example, "RESULT", tmp_path / "must-not-be-written.json")
-    threads = torch.get_num_threads()
-    common = ["--quick", "--threads", "1", "--no-progress"]
-    try:
-        first = example.run(example.parse_args(common + ["--out", str(tmp_path / "a")]))
-        file = tmp_path / "a" / "pretrain" / "pretrained.pt"
-        monkeypatch.setattr(example, "pretrain", lambda *a, **k: pytest.fail("step 1 ran despite --pretrained"))
-        again = example.run(example.parse_args(common + ["--out", str(tmp_path / "b"), "--pretrained", str(file)]))
-        with pytest.raises(ValueError, match="pretrained on 600 images, this run pretrains on 500"):
-            example.run(example.parse_args(common + ["--holdout", "100", "--pretrained", str(file),
-                                                     "--out", str(tmp_path / "c")]))
-    finally:
-        torch.set_num_threads(threads)
+    first = quick(example, "--out", tmp_path / "a")
+    file = tmp_path / "a" / "pretrain" / "pretrained.pt"
+    monkeypatch.setattr(example, "pretrain", lambda *a, **k: pytest.fail("step 1 ran despite --pretrained"))
+    again = quick(example, "--out", tmp_path / "b", "--pretrained", file)
+    with pytest.raises(ValueError, match="pretrained on 600 images, this run pretrains on 500"):
+        quick(example, "--holdout", 100, "--pretrained", file, "--out", tmp_path / "c")
     assert [d["finetune"]["test_acc"] for d in again["draws"]] == [d["finetune"]["test_acc"] for d in first["draws"]]
     assert again["pretrain"]["steps"] == 20 and again["pretrain"]["final_loss"] == first["pretrain"]["final_loss"]
     assert again["pretrain"]["batch_size"] == 32 and again["mask_ratio"] == 0.75
     assert not (tmp_path / "b" / "pretrain").exists() and not (tmp_path / "must-not-be-written.json").exists()
 
 
-def test_head_init_probe_fits_the_head_of_both_arms(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    example = importlib.import_module("pretrain_spikformer_v2")
+def test_head_init_probe_fits_the_head_of_both_arms(example, monkeypatch, tmp_path):
     fitted = []
     real_fit = example.fit_head
     monkeypatch.setattr(example, "fit_head", lambda model, data: fitted.append(len(data)) or real_fit(model, data))
-    threads = torch.get_num_threads()
-    try:
-        result = example.run(example.parse_args(["--quick", "--threads", "1", "--no-progress", "--head-init", "probe",
-                                                 "--out", str(tmp_path)]))
-    finally:
-        torch.set_num_threads(threads)
+    result = quick(example, "--head-init", "probe", "--out", tmp_path)
     assert fitted == [200] * 4                                  # 2 draws x (fine-tuned, scratch), on the labels only
     assert result["finetune_budget"]["head_init"] == "probe"
