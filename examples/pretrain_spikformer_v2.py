@@ -1,18 +1,18 @@
 """Spikformer V2 on Fashion-MNIST with 1,000 labels: masked-image pretraining + fine-tuning vs from scratch.
 
-    python examples/pretrain_spikformer_v2.py --threads 1      # full run: ~12 minutes on one core here
+    python examples/pretrain_spikformer_v2.py --threads 1      # full run: ~17 minutes on one core here
     python examples/pretrain_spikformer_v2.py --quick          # a few hundred images, tens of steps (CI)
     python examples/pretrain_spikformer_v2.py --holdout 10000  # tune a recipe on held-out training images, not on test
     python examples/pretrain_spikformer_v2.py --holdout 10000 --pretrained runs/spikformer_v2/pretrain/pretrained.pt
                                                                # ... and tune fine-tuning alone, reusing step 1
 
 1. Pretrain the encoder of `spikformer-v2-mini-fmnist` (SCS stem + 2 spiking blocks) on the 60,000
-   training images WITHOUT labels: mask 75% of the 7x7 patches, reconstruct their pixels with a small
+   training images WITHOUT labels: mask 40% of the 7x7 patches, reconstruct their pixels with a small
    non-spiking decoder.
 2. For each of --seeds draws of 1,000 labelled images: fine-tune it (stem + blocks loaded, new head),
    and train the same model from scratch with the same budget.
 Both are tested on the 10,000 test images; the gain is the mean over the draws. Cost on this 2-core
-AMD EPYC machine, one thread: ~0.12 s per pretraining step (batch 128), ~35 s per fine-tuning run of
+AMD EPYC machine, one thread: ~0.16 s per pretraining step (batch 128), ~25 s per fine-tuning run of
 300 steps including its test pass. Results go to --out: pretrain/ (pretrained.pt, ckpt.pt, ...),
 finetune-<seed>/, scratch-<seed>/, reconstructions.png, result.json (and --result, the recorded JSON, in a full run).
 """
@@ -51,7 +51,9 @@ def parse_args(argv=None):
     p.add_argument("--labels", type=int, default=1000, help="labelled training images for fine-tuning / scratch")
     p.add_argument("--pretrain-steps", type=int, default=4800, help="pretraining steps (batch 128)")
     p.add_argument("--pretrain-lr", type=float, default=2e-3)
-    p.add_argument("--mask-ratio", type=float, default=0.75)
+    # MAE's 75% is for 196 ImageNet patches; on this 7x7 grid less masking transfers better. Chosen on
+    # --holdout 10000 (5 draws, validation gain in points): 0.9: -0.64, 0.75: +2.06, 0.5: +3.97, 0.4: +4.87, 0.3: +4.77.
+    p.add_argument("--mask-ratio", type=float, default=0.4)
     # MAE's norm_pix_loss (each target patch normalised by its own mean/std) hurts here: 4x4-pixel patches
     # of Fashion-MNIST are mostly flat background, whose normalised pixels are amplified noise. Measured
     # with 4800 pretraining steps over 3 label draws: -0.83 points with it, +2.04 without.
@@ -69,7 +71,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default="runs/spikformer_v2")
     p.add_argument("--result", default=None, help=f"also write the result JSON here (full run default: {RESULT})")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, default=3,
+    p.add_argument("--seeds", type=int, default=5,
                    help="label draws (seed, seed+1, ...): each fine-tunes AND trains from scratch; the gain is "
                         "their mean (one draw of 1,000 labels swings a few points)")
     p.add_argument("--holdout", type=int, default=0, metavar="N",
