@@ -69,7 +69,7 @@ def test_holdout_must_leave_room_for_the_labels(example):
 def test_pretrained_file_is_reused_and_must_match_the_images(example, monkeypatch, tmp_path):
     """--pretrained FILE skips step 1 and fine-tunes the same bits; a file pretrained on other images is refused."""
     monkeypatch.setattr(example, "RESULT", tmp_path / "must-not-be-written.json")
-    first = quick(example, "--out", tmp_path / "a")
+    first = quick(example, "--out", tmp_path / "a", "--mask-ratio", 0.6)
     file = tmp_path / "a" / "pretrain" / "pretrained.pt"
     monkeypatch.setattr(example, "pretrain", lambda *a, **k: pytest.fail("step 1 ran despite --pretrained"))
     again = quick(example, "--out", tmp_path / "b", "--pretrained", file)
@@ -77,7 +77,7 @@ def test_pretrained_file_is_reused_and_must_match_the_images(example, monkeypatc
         quick(example, "--holdout", 100, "--pretrained", file, "--out", tmp_path / "c")
     assert [d["finetune"]["test_acc"] for d in again["draws"]] == [d["finetune"]["test_acc"] for d in first["draws"]]
     assert again["pretrain"]["steps"] == 20 and again["pretrain"]["final_loss"] == first["pretrain"]["final_loss"]
-    assert again["pretrain"]["batch_size"] == 32 and again["mask_ratio"] == 0.75
+    assert again["pretrain"]["batch_size"] == 32 and again["mask_ratio"] == 0.6  # the file's, not the default
     assert not (tmp_path / "b" / "pretrain").exists() and not (tmp_path / "must-not-be-written.json").exists()
 
 
