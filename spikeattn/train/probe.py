@@ -30,7 +30,7 @@ def head_features(model: nn.Module, dataset: Dataset, batch_size: int = 1000) ->
     if not isinstance(head, nn.Linear):
         raise TypeError(f"fit_head needs a model whose .head is an nn.Linear, got {type(head).__name__}")
     buffers = {name: b.clone() for name, b in model.named_buffers()}
-    was_training = model.training
+    was_training, device = model.training, head.weight.device
     seen: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0]))
     feats, labels = [], []
@@ -38,7 +38,7 @@ def head_features(model: nn.Module, dataset: Dataset, batch_size: int = 1000) ->
         model.train()
         for x, y in DataLoader(dataset, batch_size=batch_size):
             seen.clear()
-            model(x)
+            model(x.to(device))
             f = seen[-1]
             feats.append(f.reshape(-1, x.shape[0], f.shape[-1]).mean(0))   # [T, B, C] (or [B, C]) -> [B, C]
             labels.append(torch.as_tensor(y))
@@ -47,7 +47,7 @@ def head_features(model: nn.Module, dataset: Dataset, batch_size: int = 1000) ->
         for name, b in model.named_buffers():
             b.copy_(buffers[name])
         model.train(was_training)
-    return torch.cat(feats).float(), torch.cat(labels).long()
+    return torch.cat(feats).float(), torch.cat(labels).long().to(device)
 
 
 def fit_head(model: nn.Module, dataset: Dataset, weight_decay: float = 1e-3, max_iter: int = 200) -> float:
@@ -58,8 +58,8 @@ def fit_head(model: nn.Module, dataset: Dataset, weight_decay: float = 1e-3, max
     x, y = head_features(model, dataset)
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
     z = (x - mean) / std                      # standardised: one weight_decay suits every channel scale
-    w = torch.zeros(model.head.out_features, x.shape[1], requires_grad=True)
-    b = torch.zeros(model.head.out_features, requires_grad=True)
+    w = torch.zeros(model.head.out_features, x.shape[1], device=x.device, requires_grad=True)
+    b = torch.zeros(model.head.out_features, device=x.device, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
@@ -72,4 +72,4 @@ def fit_head(model: nn.Module, dataset: Dataset, weight_decay: float = 1e-3, max
     with torch.no_grad():                     # fold the standardisation into the head: W z + b = (W/s) x + b'
         model.head.weight.copy_(w / std)
         model.head.bias.copy_(b - (w * mean / std).sum(1))
-        return ((x @ model.head.weight.T + model.head.bias).argmax(1) == y).float().mean().item()
+        return ((z @ w.T + b).argmax(1) == y).float().mean().item()
