@@ -135,7 +135,7 @@ def save_reconstructions(mae, images: torch.Tensor, mask_ratio: float, path: Pat
     plt.close(fig)
 
 
-def pretrain_encoder(args, images, out: Path) -> tuple[Path, dict]:
+def pretrain_encoder(args, images, out: Path) -> tuple[nn.Module, dict]:
     """Step 1: masked-image pretraining of a fresh encoder on ``images`` (labels dropped)."""
     torch.manual_seed(args.seed)
     encoder = sa.models.spikformer(PRESET)
@@ -149,8 +149,8 @@ def pretrain_encoder(args, images, out: Path) -> tuple[Path, dict]:
     info = {"steps": summary["steps"], "batch_size": config.batch_size, "lr": args.pretrain_lr,
             "final_loss": summary["final_train_loss"], "wall_s": time.perf_counter() - start,
             "file": summary["pretrained"], "mask_ratio": args.mask_ratio, "norm_pix": args.norm_pix,
-            "decoder": {"dim": args.decoder_dim, "depth": args.decoder_depth}, "mae": mae}
-    return Path(summary["pretrained"]), info
+            "decoder": {"dim": args.decoder_dim, "depth": args.decoder_depth}}
+    return mae, info
 
 
 def reused_pretraining(path, images: int) -> dict:
@@ -193,9 +193,10 @@ def run(args) -> dict:
         pretrained, info = Path(args.pretrained), reused_pretraining(args.pretrained, len(images))
         print(f"reusing {pretrained}: {info['steps']} pretraining steps, final loss {info['final_loss']:.3f}")
     else:
-        pretrained, info = pretrain_encoder(args, images, out)
+        mae, info = pretrain_encoder(args, images, out)
+        pretrained = Path(info["file"])
         shown = torch.stack([test_set[i][0] for i in range(8)])
-        save_reconstructions(info.pop("mae"), shown, args.mask_ratio, out / "reconstructions.png", args.norm_pix)
+        save_reconstructions(mae, shown, args.mask_ratio, out / "reconstructions.png", args.norm_pix)
         print(f"pretrained {info['steps']} steps in {info['wall_s']:.0f} s, final loss {info['final_loss']:.3f}")
 
     # 2. fine-tune from the pretrained file, 3. the same model and budget from scratch; per label draw
