@@ -5,7 +5,8 @@ from spikeattn.export.graph import NotExportable, build_graph, fold_batchnorm
 from spikeattn.export.lava import LavaError, run_lava, to_lava
 from spikeattn.export.netx import to_netx
 from spikeattn.export.nir import to_nir
+from spikeattn.export.nir_import import from_nir
 from spikeattn.export.per_step import PerStep
 
-__all__ = ["to_lava", "run_lava", "to_nir", "to_netx", "NotExportable", "LavaError", "LavaArtifact", "open_artifact",
+__all__ = ["to_lava", "run_lava", "to_nir", "from_nir", "to_netx", "NotExportable", "LavaError", "LavaArtifact", "open_artifact",
            "PerStep", "fold_batchnorm", "build_graph"]

@@ -96,14 +96,13 @@ def _conv2d(nir, node, in_shape, arrays, dt):
 
 
 def _avgpool2d(nir, node, in_shape, arrays, dt):
+    # NIR does not say whether padding counts in AvgPool2d's divisor; ours does (count_include_pad),
+    # and so does every torch reader (torch.nn.AvgPool2d's default), while no reader maps the
+    # spec-equivalent SumPool2d + Scale (snntorch has neither, norse/nirtorch no Scale): AvgPool2d,
+    # with the convention in metadata.
     a = node["attrs"]
     k, s, p = (np.array(a[key]) for key in ("kernel", "stride", "padding"))
-    if not p.any():
-        return [("", nir.AvgPool2d(kernel_size=k, stride=s, padding=p))]
-    # NIR does not say whether padding counts in AvgPool2d's divisor; ours does (count_include_pad),
-    # which is a zero-padded sum over a fixed divisor: SumPool2d then Scale, unambiguous.
-    scale = np.full(node["shape"], 1.0 / float(k.prod()), np.float32)
-    return [(".sum", nir.SumPool2d(kernel_size=k, stride=s, padding=p)), ("", nir.Scale(scale=scale))]
+    return [("", nir.AvgPool2d(kernel_size=k, stride=s, padding=p, metadata={"count_include_pad": True}))]
 
 
 def _flatten(nir, node, in_shape, arrays, dt):
@@ -117,7 +116,7 @@ def _neuron(nir, node, in_shape, arrays, dt):
     full = lambda v: np.full(shape, v, np.float64)   # noqa: E731  NIR wants one value per neuron
     v_thr = np.full(shape, np.nextafter(np.float32(a["v_th"]), np.float32(-np.inf)), np.float32)
     meta = {"decay_input": bool(a["decay_input"]), "reset": "subtract" if soft else "hard",
-            "v_th": float(a["v_th"]), "v_init": v_reset, "threshold_rule": "v >= v_th"}
+            "v_th": float(a["v_th"]), "v_init": v_reset, "threshold_rule": "v >= v_th", "dt": dt}
     if a["mode"] == CHARGE_IF:
         meta["neuron"] = "IF"
         return [("", nir.IF(r=full(1.0 / dt), v_threshold=v_thr, v_reset=full(v_reset), metadata=meta))]

@@ -94,8 +94,8 @@ def simulate(g, x: np.ndarray, dt: float, use_metadata: bool = True) -> dict[str
 
 # ----------------------------------------------------------------------------- networks
 def conv_pool(neuron=lambda: N.LIF(tau=2.0)) -> nn.Module:
-    """Conv + BN (eval, non-trivial statistics) + average pooling (no padding -> NIR AvgPool2d; padding
-    -> SumPool2d + Scale, count_include_pad)."""
+    """Conv + BN (eval, non-trivial statistics) + average pooling (with and without padding: NIR AvgPool2d
+    counting the padding, as torch does)."""
     torch.manual_seed(1)
     net = nn.Sequential(
         PerStep(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)), neuron(),
@@ -162,7 +162,7 @@ def test_conv_bn_pool_spikes_equal_torch(neuron, tmp_path):
     model, x = conv_pool(NEURONS[neuron]), fashion_input(B, T)
     g = roundtrip(model, x, tmp_path)
     kinds = [type(n).__name__ for n in g.nodes.values()]
-    assert kinds.count("Conv2d") == 2 and "AvgPool2d" in kinds and "SumPool2d" in kinds and "Scale" in kinds
+    assert kinds.count("Conv2d") == 2 and kinds.count("AvgPool2d") == 2   # the padded one too
     assert_same_spikes(model, x, g)
 
 
