@@ -89,8 +89,9 @@ def main(argv=None) -> dict:
 def load(path: str | Path) -> tuple[SpikeGPT, CharCorpus | None]:
     """The model (and vocabulary characters) saved by ``main``."""
     from spikeattn.models.spikegpt import SpikeGPTConfig
+    from spikeattn.train.container import read_file
 
-    ckpt = torch.load(path, map_location="cpu")
+    ckpt = read_file(path, "checkpoint")  # written by save_checkpoint: checksum verified
     model = SpikeGPT(SpikeGPTConfig(**ckpt["model_config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval(), ckpt["chars"]

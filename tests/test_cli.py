@@ -82,7 +82,7 @@ def test_corrupt_model_file(tmp_path):
 
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(CheckpointError, match="cannot read this model file"):
+    with pytest.raises(CheckpointError, match="not a spikeattn model file"):
         main(["count", str(bad)])
 
 

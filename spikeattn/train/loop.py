@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from spikeattn.neuron.base import reset
 from spikeattn.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from spikeattn.train.container import load_state_checked
 from spikeattn.train.config import RESUMABLE_CHANGES, TrainConfig
 from spikeattn.train.distributed import DistContext, all_reduce_sum, broadcast_flag, setup_distributed
 from spikeattn.train.metrics import MetricsLog, plot_curves, write_json
@@ -278,7 +279,7 @@ def _resume(path, config, ctx, batches_per_epoch, model, optimizer, scheduler, s
     if ckpt["world_size"] != ctx.world_size or ckpt["batches_per_epoch"] != batches_per_epoch:
         raise ValueError(f"{path}: saved with {ckpt['world_size']} processes and {ckpt['batches_per_epoch']} batches "
                          f"per epoch, now {ctx.world_size} and {batches_per_epoch}: the data order would differ")
-    model.load_state_dict(ckpt["model"])
+    load_state_checked(model, ckpt["model"], path)  # another preset: one line naming the file, not a page
     optimizer.load_state_dict(ckpt["optimizer"])
     scheduler.load_state_dict(ckpt["scheduler"])
     scaler.load_state_dict(ckpt["scaler"])

@@ -11,7 +11,7 @@ from torch import nn
 
 from spikeattn.models.spikegpt import SpikeGPT, SpikeGPTConfig
 from spikeattn.models.spikformer import Spikformer, SpikformerConfig
-from spikeattn.train.checkpoint import CheckpointError, save_checkpoint
+from spikeattn.train.container import CheckpointError, load_state_checked, read_file, write_file
 
 FAMILIES = {"spikformer": (Spikformer, SpikformerConfig), "spikegpt": (SpikeGPT, SpikeGPTConfig)}
 
@@ -22,24 +22,20 @@ def save_model(model: nn.Module, path: str | os.PathLike, **extra) -> Path:
     if family is None:
         raise TypeError(f"save_model saves {sorted(FAMILIES)} models, got {type(model).__name__}")
     obj = {"family": family, "model_config": dataclasses.asdict(model.config), "model": model.state_dict(), **extra}
-    return save_checkpoint(obj, path)
+    return write_file(obj, path, "model")
 
 
 def load_model(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """The model saved by ``save_model`` (in eval mode) and its extra entries."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged zip/pickle; name the file either way
-        raise CheckpointError(f"{path}: cannot read this model file ({type(e).__name__}: {e})") from e
+    obj = read_file(path, "model")
     if not isinstance(obj, dict) or obj.get("family") not in FAMILIES:
         raise CheckpointError(f"{path}: not a spikeattn model file (no known 'family' entry)")
     cls, config_cls = FAMILIES[obj["family"]]
-    config = obj["model_config"]
-    config = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
-    model = cls(config_cls(**config))
-    model.load_state_dict(obj["model"])
+    config = {k: tuple(v) if isinstance(v, list) else v for k, v in obj["model_config"].items()}
+    try:
+        model = cls(config_cls(**config))
+    except (TypeError, ValueError) as e:  # a config field this version does not know, or a bad value
+        raise CheckpointError(f"{path}: its model config does not build a {obj['family']} here ({e})") from None
+    load_state_checked(model, obj["model"], path)
     extra = {k: v for k, v in obj.items() if k not in ("family", "model_config", "model")}
     return model.eval(), extra

@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 
 from spikeattn.models.spikformer import Spikformer
 from spikeattn.models.spikformer_mae import SpikformerMAE, patchify
-from spikeattn.train.checkpoint import CheckpointError
+from spikeattn.train.container import CheckpointError, read_file
 from spikeattn.train.config import TrainConfig
 from spikeattn.train.loop import train
 from spikeattn.train.model_file import save_model
@@ -136,13 +136,7 @@ def init_from(model: Spikformer, source: str | os.PathLike | dict) -> Spikformer
 
 
 def _load_state(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"pretrained file not found: {path}")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for a damaged file; name the file either way
-        raise CheckpointError(f"{path}: cannot read this file ({type(e).__name__}: {e})") from e
+    obj = read_file(path, ("model", "checkpoint"))
     if not isinstance(obj, dict) or not isinstance(obj.get("model"), dict):
         raise CheckpointError(f"{path}: no 'model' state dict (expected a save_model file or a trainer ckpt.pt)")
     return obj["model"]

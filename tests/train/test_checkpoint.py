@@ -10,6 +10,7 @@ import torch
 
 from spikeattn.train import CheckpointError, TrainConfig, load_checkpoint, save_checkpoint, train
 from spikeattn.train.checkpoint import rng_state, set_rng_state
+from spikeattn.train.container import read_file
 from tests.train.helpers import blobs, direct_forward, tiny_model
 
 
@@ -25,7 +26,7 @@ def test_atomic_save_keeps_old_file_on_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint({"a": torch.zeros(3)}, path)
     monkeypatch.undo()
-    assert torch.equal(torch.load(path)["a"], torch.ones(3))        # the old checkpoint survived
+    assert torch.equal(read_file(path, "checkpoint")["a"], torch.ones(3))  # the old checkpoint survived
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]      # and no temp file is left
 
 
