@@ -253,11 +253,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` before or after the subcommand: show the traceback instead of a one-line error."""
+    parser.add_argument("--debug", action="store_true", help="on an error, print the Python traceback")
+    for action in parser._subparsers._group_actions:
+        for sub in action.choices.values():
+            sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+# Errors a user can cause and fix (bad arguments, files, missing extras): their message is the whole story.
+_USER_ERRORS = (ValueError, TypeError, OSError, ImportError, RuntimeError)
+
+
 def main(argv: list[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    _add_debug_flag(parser)
+    args = parser.parse_args(argv)
     if getattr(args, "preset", "unset") is None:
         args.preset = "spikformer-mini-fmnist" if args.family == "spikformer" else "spikegpt-demo"
-    args.func(args)
+    if args.debug:
+        return args.func(args)
+    try:
+        args.func(args)
+    except _USER_ERRORS as e:
+        kind = "" if isinstance(e, (ValueError, OSError, ImportError)) else f"{type(e).__name__}: "
+        raise SystemExit(f"spikeattn {args.command}: error: {kind}{_one_line(e)} (--debug shows the traceback)") from e
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    first, _, rest = text.partition("\n")
+    return first if not rest else f"{first} [...]"
 
 
 if __name__ == "__main__":

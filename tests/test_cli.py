@@ -82,8 +82,23 @@ def test_corrupt_model_file(tmp_path):
 
     bad = tmp_path / "model.pt"
     bad.write_bytes(b"not a zip")
-    with pytest.raises(CheckpointError, match="not a spikeattn model file"):
+    with pytest.raises(SystemExit, match=rf"^spikeattn count: error: {bad}: not a spikeattn model file .*--debug"):
         main(["count", str(bad)])
+    for argv in (["--debug", "count", str(bad)], ["count", str(bad), "--debug"]):  # the exception itself
+        with pytest.raises(CheckpointError, match="not a spikeattn model file"):
+            main(argv)
+
+
+def test_user_error_is_one_line_without_traceback(tmp_path):
+    bad = tmp_path / "model.pt"
+    bad.write_text("hello")
+    out = subprocess.run([sys.executable, "-m", "spikeattn.cli", "count", str(bad)], capture_output=True, text=True)
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.count("\n") == 1 and "Traceback" not in out.stderr, out.stderr
+    assert f"{bad}: not a spikeattn model file (it starts with b'hello')" in out.stderr
+    debug = subprocess.run([sys.executable, "-m", "spikeattn.cli", "--debug", "count", str(bad)],
+                           capture_output=True, text=True)
+    assert debug.returncode == 1 and "Traceback" in debug.stderr and "CheckpointError" in debug.stderr
 
 
 def test_export_errors(tmp_path):
