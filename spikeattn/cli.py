@@ -181,6 +181,28 @@ def cmd_lava_run(args) -> None:
     print(f"output {tuple(output.shape)}, {int((output != 0).sum())} non-zero values; saved to {args.out}")
 
 
+def cmd_loihi_report(args) -> None:
+    import torch
+
+    export = _export_module()
+    model, _ = _model(args.model, _overrides(args.set))
+    if args.input_shape:
+        shape = tuple(args.input_shape)
+    elif hasattr(model.config, "img_size"):
+        c = model.config
+        shape = (1, c.in_channels, c.img_size, c.img_size)
+    else:
+        raise SystemExit("--input-shape T B ... is needed for this model")
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    try:
+        report = export.loihi_report(model, x, profile=args.profile, weight_synapses=args.weight_synapses)
+    except (export.NotExportable, ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"loihi-report: {e}") from None
+    print(report.table())
+    if args.json:
+        print(f"wrote {report.to_json(args.json)}")
+
+
 def cmd_bench(args) -> None:
     script = Path(__file__).resolve().parent.parent / "benchmarks" / f"bench_{args.op}.py"
     if not script.is_file():
@@ -245,6 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fixed-point", action="store_true", help="Loihi-style integer models (experimental)")
     r.add_argument("--timeout", type=float, default=120)
     r.set_defaults(func=cmd_lava_run)
+
+    lr = sub.add_parser("loihi-report", help="cores, chips and binding limits of a model file or preset on Loihi")
+    lr.add_argument("model", help="a model file or a preset name")
+    lr.add_argument("--profile", default="loihi2", help="loihi1, loihi2 or a profile .toml path")
+    lr.add_argument("--weight-synapses", type=int, choices=(1, 2), default=2,
+                    help="8-bit synapses per connection (2: sign + 16-bit weights, the fixed-point default)")
+    lr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="preset overrides")
+    lr.add_argument("--input-shape", type=int, nargs="+", help="example input (default: one image of the config)")
+    lr.add_argument("--json", help="write the report as JSON here")
+    lr.set_defaults(func=cmd_loihi_report)
 
     b = sub.add_parser("bench", help="run benchmarks/bench_<op>.py from the source tree")
     b.add_argument("op", choices=("lif", "attention", "wkv", "opcount"))

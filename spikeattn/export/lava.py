@@ -45,9 +45,13 @@ def to_lava(model: nn.Module, path: str | os.PathLike, example_input: torch.Tens
     Example:
         >>> art = to_lava(net.eval(), "out/net.lava", x[:, :1])
     """
+    return write(path, *export_graph(model, example_input))
+
+
+def export_graph(model: nn.Module, example_input: torch.Tensor) -> tuple[dict, dict]:
+    """``(graph, arrays)`` that ``to_lava`` writes (BatchNorm folded), without writing them."""
     build = MODEL_BUILDERS.get(type(model))
-    graph, arrays = build(model, example_input) if build else build_graph(fold_batchnorm(model), example_input)
-    return write(path, graph, arrays)
+    return build(model, example_input) if build else build_graph(fold_batchnorm(model), example_input)
 
 
 def lava_python() -> Path:
