@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import warnings
 from types import ModuleType
 
 import torch
+
+from spikeattn.ops import _native
 
 NAMES = ("torch", "cpu", "cupy")
 _DEVICE = {"cpu": "cpu", "cupy": "cuda"}
 _MISSING = {
     "cupy": "backend='cupy' needs CuPy and a CUDA GPU: pip install 'spikeattn[cuda]'",
-    "cpu": "backend='cpu' needs a C++ compiler (g++) to build its kernel; use backend='torch'",
+    "cpu": "backend='cpu' needs its C++ kernels built here; use backend='torch' or 'auto'",
 }
 
 
@@ -28,12 +31,32 @@ def resolve(backend: str, x: torch.Tensor, arg: str, fast: dict[str, ModuleType]
         raise ValueError(f"backend must be one of {('auto', *NAMES)}, got {backend!r}")
     if backend == "auto":
         for name, module in fast.items():
-            if fast_ok and x.device.type == _DEVICE[name] and module.is_available():
-                return name
+            if fast_ok and x.device.type == _DEVICE[name]:
+                if module.is_available():
+                    return name
+                if _build_error(module):
+                    _warn_fallback(name, _build_error(module))
         return "torch"
     if backend != "torch":
         if x.device.type != _DEVICE[backend]:
             raise ValueError(f"backend={backend!r} runs on {_DEVICE[backend]} tensors, got {arg} on {x.device}")
         if not fast[backend].is_available():
-            raise RuntimeError(_MISSING[backend])
+            reason = _build_error(fast[backend])
+            raise RuntimeError(_MISSING[backend] + (f" ({reason}; fix: {_native.FIX})" if reason else ""))
     return backend
+
+
+def _build_error(module: ModuleType) -> str | None:
+    source = getattr(module.is_available, "source", None)  # host-kernel backends (host_availability)
+    return _native.build_error(source) if source else None
+
+
+_WARNED: set[str] = set()  # one fallback warning per backend and process: a model calls several ops per forward
+
+
+def _warn_fallback(backend: str, reason: str) -> None:
+    if backend in _WARNED:
+        return
+    _WARNED.add(backend)
+    warnings.warn(f"spikeattn: the fused {backend} kernels cannot be built here ({reason}); backend='auto' falls back "
+                  f"to the torch reference (same results, slower). Fix: {_native.FIX}", RuntimeWarning, stacklevel=4)

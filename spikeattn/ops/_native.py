@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from spikeattn._paths import kernel_dir
+from spikeattn.ops._compile import machine_constant
 
 # No -ffast-math, and no FMA contraction: the forward must round exactly like torch's
 # elementwise ops so fp32 spikes are bit-identical to the reference.
@@ -56,12 +57,48 @@ def _cpu_signature() -> str:
         return platform.processor()
 
 
+class BuildError(RuntimeError):
+    """A host kernel could not be built or loaded here (no compiler, failed compile, unwritable cache)."""
+
+
+FIX = ("install a C++ compiler (g++) or point $CXX at one, and make $SPIKEATTN_CACHE (default ~/.cache/spikeattn) "
+       "a writable folder")
+
+
+def host_availability(source: str):
+    """The ``is_available()`` of a backend whose kernels are ``cuda/<source>``: True once the library loads.
+
+    The first call builds it; a failed build is remembered (for this $CXX, $PATH and cache folder),
+    so ``backend="auto"`` falls back to torch without retrying, and ``build_error`` says why.
+    """
+    @machine_constant
+    def is_available() -> bool:
+        return build_error(source) is None
+
+    is_available.source = source
+    return is_available
+
+
+def build_error(source: str) -> str | None:
+    """None when ``cuda/<source>`` builds and loads here, else the reason it does not."""
+    return _build_error(source, compiler(), os.environ.get("SPIKEATTN_CACHE"))
+
+
+@functools.lru_cache(maxsize=None)
+def _build_error(source: str, cxx: str | None, cache: str | None) -> str | None:
+    try:
+        load_host_library(source)
+    except BuildError as e:
+        return str(e)
+    return None
+
+
 @functools.lru_cache(maxsize=None)
 def load_host_library(source: str) -> ctypes.CDLL:
-    """Compile (if needed) and load ``cuda/<source>`` as a shared library."""
+    """Compile (if needed) and load ``cuda/<source>`` as a shared library; ``BuildError`` says why not."""
     cxx = compiler()
     if cxx is None:
-        raise RuntimeError("spikeattn: the fused CPU backend needs a C++ compiler (g++ or $CXX); none was found on PATH")
+        raise BuildError(f"no C++ compiler: {os.environ.get('CXX', 'g++')!r} is not on PATH")
     folder = kernel_dir()
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*.cuh")) + sorted(folder.glob("*.h")) + [folder / source]:
@@ -69,17 +106,33 @@ def load_host_library(source: str) -> ctypes.CDLL:
     digest.update(" ".join((cxx, *CXXFLAGS, *OPENMP_FLAGS, platform.machine(), _cpu_signature())).encode())
     target = cache_dir() / f"{Path(source).stem}-{digest.hexdigest()[:16]}.so"
     if not target.exists():
+        _compile(cxx, folder / source, target)
+    try:
+        return ctypes.CDLL(str(target))
+    except OSError as e:  # e.g. a cache on a noexec mount
+        raise BuildError(f"cannot load {target}: {e}") from None
+
+
+def _compile(cxx: str, source: Path, target: Path) -> None:
+    try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Build to a temporary name and rename: concurrent builders never see half a file.
         fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
         os.close(fd)
-        cmd = [cxx, *CXXFLAGS, *OPENMP_FLAGS, "-o", tmp, str(folder / source), "-lpthread"]
+    except OSError as e:
+        raise BuildError(f"cannot write the kernel cache {target.parent} ({e.strerror or e})") from None
+    try:
+        cmd = [cxx, *CXXFLAGS, *OPENMP_FLAGS, "-o", tmp, str(source), "-lpthread"]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:  # maybe no OpenMP: the same build without it
             cmd = [c for c in cmd if c not in OPENMP_FLAGS]
             result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0:
-            os.unlink(tmp)
-            raise RuntimeError(f"spikeattn: building {source} failed:\n$ {' '.join(cmd)}\n{result.stderr}")
+            detail = result.stderr.strip() or "no error output"
+            raise BuildError(f"compiling {source.name} with {cxx} failed (exit {result.returncode}): {detail}")
         os.replace(tmp, target)
-    return ctypes.CDLL(str(target))
+    except OSError as e:  # the compiler could not even start
+        raise BuildError(f"cannot run the compiler {cxx} ({e.strerror or e})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -11,8 +11,7 @@ import functools
 
 import torch
 
-from spikeattn.ops._compile import machine_constant
-from spikeattn.ops._native import compiler, load_host_library
+from spikeattn.ops._native import host_availability, load_host_library
 from spikeattn.ops.lif.op import state_dtype
 
 _TAGS = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
@@ -20,9 +19,7 @@ _P, _I64, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_doubl
 _SCALAR_TYPES = [_I, _I, _D, _D, _D, _I, _I, _I, _D]  # charge_mode .. alpha, as in SA_PARAMS_DECL
 
 
-@machine_constant
-def is_available() -> bool:
-    return compiler() is not None
+is_available = host_availability("lif_host.cpp")  # builds once; False when it cannot be built here
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,8 +7,7 @@ import functools
 
 import torch
 
-from spikeattn.ops._compile import machine_constant
-from spikeattn.ops._native import compiler, load_host_library
+from spikeattn.ops._native import host_availability, load_host_library
 from spikeattn.ops.linear import linear
 from spikeattn.ops.spike_linear import op as _op  # noqa: F401  (defines the torch.library op)
 
@@ -18,9 +17,7 @@ _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 MAX_FRACTION = 0.3
 
 
-@machine_constant
-def is_available() -> bool:
-    return compiler() is not None
+is_available = host_availability("spike_linear_host.cpp")  # builds once; False when it cannot be built here
 
 
 @functools.lru_cache(maxsize=None)

@@ -11,16 +11,13 @@ import functools
 
 import torch
 
-from spikeattn.ops._compile import machine_constant
-from spikeattn.ops._native import compiler, load_host_library
+from spikeattn.ops._native import host_availability, load_host_library
 
 _TAGS = {torch.float32: "f32", torch.float64: "f64"}
 _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 
 
-@machine_constant
-def is_available() -> bool:
-    return compiler() is not None
+is_available = host_availability("wkv_host.cpp")  # builds once; False when it cannot be built here
 
 
 @functools.lru_cache(maxsize=None)
