@@ -74,7 +74,7 @@ energy = report.energy(args.profile)
 print(f"\nenergy ({energy['profile']}): {energy['total']['total_j'] * 1e6:.3f} uJ "
       f"(compute {energy['total']['compute_j'] * 1e6:.3f} uJ, memory {energy['total']['memory_j'] * 1e6:.3f} uJ)")
 
-comparison = report.compare_ann()
+comparison = opcount.compare_ann(model, x)
 print("\n" + comparison.table(args.profile))
 
 args.out.mkdir(parents=True, exist_ok=True)

@@ -58,7 +58,7 @@ def count_operations(model, images: torch.Tensor, out: Path) -> dict:
     energy = {p: report.energy(p)["total"]["total_j"] for p in ("45nm", "loihi")}
     per_image = {p: j / len(images) for p, j in energy.items()}
     print("energy per image: " + ", ".join(f"{p} {j * 1e6:.2f} uJ" for p, j in per_image.items()))
-    print(report.compare_ann().table())
+    print(sa.opcount.compare_ann(model, images).table())
     report.to_json(out / "opcount.json")
     report.plot(out / "opcount.png")
     return {"energy_per_image_j": per_image, "sop": report.total("sop"), "mac": report.total("mac")}

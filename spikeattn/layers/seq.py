@@ -1,4 +1,4 @@
-"""Shared pieces of the spiking layers: neuron settings, per-frame modules, spike-compact linear.
+"""Shared pieces of the spiking layers: neuron settings, per-frame modules, Linear + BatchNorm.
 
 Everything here works on time-major tensors ``[T, B, ...]``. Modules that know nothing about
 time (Conv2d, BatchNorm, MaxPool) see ``T * B`` frames through ``PerFrame``; BatchNorm thus
@@ -11,15 +11,12 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from spikeattn import surrogate as sg
 from spikeattn.neuron import LIF
-from spikeattn.ops.linear import linear
-from spikeattn.ops.spike_linear import cpu as spike_linear_cpu
-from spikeattn.ops.spike_linear import spike_grad_weight
+from spikeattn.ops.spike_linear import spike_linear
 
-__all__ = ["NeuronSpec", "PerFrame", "LinearBN", "spike_linear", "check_tokens", "compact_spikes"]
+__all__ = ["NeuronSpec", "PerFrame", "LinearBN", "check_tokens"]
 
 
 @dataclass(frozen=True)
@@ -56,62 +53,6 @@ class PerFrame(nn.Sequential):
         t, b = x.shape[:2]
         y = super().forward(x.flatten(0, 1))  # (T*B, ...)
         return y.unflatten(0, (t, b))         # (T, B, ...)
-
-
-def compact_spikes(x: torch.Tensor) -> torch.Tensor | None:
-    """``x`` as uint8 when it holds only integers 0..255 (spikes, spike sums), else None.
-
-    One elementwise pass; it lets backward keep 1 byte per value instead of 4. Skipped under
-    torch.compile (a data-dependent branch would break the graph).
-    """
-    if torch.compiler.is_compiling() or not x.is_floating_point():
-        return None
-    if x.device.type == "cpu" and x.dtype == torch.float32 and spike_linear_cpu.is_available():
-        return spike_linear_cpu.to_uint8_exact(x)  # the check and the copy in one pass
-    small = x.to(torch.uint8)
-    return small if torch.equal(small.to(x.dtype), x) else None
-
-
-class _SpikeLinear(torch.autograd.Function):
-    """``x @ W^T + b`` that saves an integer-valued ``x`` as uint8 for the weight gradient.
-
-    Its GEMMs go through ``spikeattn.ops.linear`` (oneDNN for fp32 on the CPU: autograd is off here).
-    """
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, is_spikes):
-        y = linear(x, weight, bias)
-        small = x.to(torch.uint8) if is_spikes else compact_spikes(x)
-        ctx.save_for_backward(x if small is None else small, weight)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad_y):
-        x, weight = ctx.saved_tensors
-        grad_x = grad_w = grad_b = None
-        if ctx.needs_input_grad[0]:
-            grad_x = linear(grad_y, weight.to(grad_y.dtype).T)
-        if ctx.needs_input_grad[1]:
-            g2, x2 = grad_y.reshape(-1, grad_y.shape[-1]), x.reshape(-1, x.shape[-1])
-            # uint8 input: a gather-sum over its nonzeros (a fifth of the dense GEMM at 20% spikes)
-            grad_w = spike_grad_weight(g2, x2) if x.dtype == torch.uint8 else linear(g2.T, x2.to(g2.dtype).T)
-            grad_w = grad_w.to(weight.dtype)
-        if ctx.needs_input_grad[2]:
-            grad_b = grad_y.reshape(-1, grad_y.shape[-1]).sum(0)
-        return grad_x, grad_w, grad_b, None
-
-
-def spike_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                 is_spikes: bool = False) -> torch.Tensor:
-    """``F.linear`` whose backward keeps integer inputs (spikes, spike sums) in 1 byte.
-
-    ``is_spikes=True`` promises ``x`` holds only 0/1 (a LIF output) and skips the check.
-    """
-    if torch.is_autocast_enabled(x.device.type):
-        return F.linear(x, weight, bias)  # autocast casts inside F.linear; keep its rules
-    if not weight.requires_grad:
-        return linear(x, weight, bias)
-    return _SpikeLinear.apply(x, weight, bias, is_spikes)
 
 
 class LinearBN(nn.Module):

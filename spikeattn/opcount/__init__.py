@@ -1,15 +1,17 @@
 """Operation and energy counting: dense MACs, synaptic ops, spike x spike matmuls, neuron updates, bytes.
 
-``count(model, x)`` runs the model once under a dispatch mode and returns an ``OpReport``;
+``count(model, x)`` runs the model once under a dispatch mode and returns an ``OpReport`` (plain
+data); ``compare_ann(model, x)`` counts it next to its ANN twin;
 ``RULES`` is the table {aten op: rule} (extend it per call with ``extra_rules``); energy profiles
 are TOML files in ``hardware/profiles`` (``list_profiles()``, ``load_profile(name_or_path)``).
 """
 
-from spikeattn.opcount.ann import AnnComparison, ann_twin
+from spikeattn.opcount.ann import AnnComparison, ann_twin, compare_ann
 from spikeattn.opcount.counter import NEURON_TYPES, count
 from spikeattn.opcount.profiles import Profile, list_profiles, load_profile
 from spikeattn.opcount.report import OpReport
-from spikeattn.opcount.rules import RULES, OpCount, OperandContext
+from spikeattn.opcount.rules import OpCount, OperandContext
+from spikeattn.opcount.table import RULES
 
-__all__ = ["count", "OpReport", "AnnComparison", "ann_twin", "RULES", "OpCount", "OperandContext",
+__all__ = ["count", "compare_ann", "OpReport", "AnnComparison", "ann_twin", "RULES", "OpCount", "OperandContext",
            "NEURON_TYPES", "Profile", "list_profiles", "load_profile"]

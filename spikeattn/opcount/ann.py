@@ -8,6 +8,7 @@ from pathlib import Path
 
 from torch import nn
 
+from spikeattn.opcount.counter import NEURON_TYPES, run_count
 from spikeattn.opcount.report import OpReport, format_table, human
 
 
@@ -85,11 +86,20 @@ class AnnComparison:
         return plot_comparison(self, Path(path), profile)
 
 
-def compare_ann(report: OpReport) -> AnnComparison:
-    from spikeattn.opcount.counter import run_count
+def compare_ann(model: nn.Module, example_input, *, extra_rules=None, neuron_types=None,
+                **forward_kwargs) -> AnnComparison:
+    """Count ``model`` and its ANN twin (every neuron replaced by ReLU, every operand real-valued).
 
-    model, example_input, forward_kwargs, extra_rules, neuron_types = report._source
+    Arguments as ``spikeattn.opcount.count``. Returns an ``AnnComparison`` with ``.snn``, ``.ann``,
+    ``.ratios(profile)``, ``.table(profile)``, ``.plot(path)``, ``.to_json(path)``.
+
+    Example:
+        >>> cmp = compare_ann(model, images)
+        >>> print(cmp.table("45nm"))
+    """
+    snn = run_count(model, example_input, forward_kwargs, extra_rules=extra_rules, neuron_types=neuron_types)
+    neuron_types = tuple(neuron_types) if neuron_types is not None else NEURON_TYPES
     twin = ann_twin(model, neuron_types)
     ann = run_count(twin, example_input, forward_kwargs, extra_rules=extra_rules, neuron_types=neuron_types,
                     event_driven=False)
-    return AnnComparison(report, ann)
+    return AnnComparison(snn, ann)

@@ -17,7 +17,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from spikeattn.neuron import IF, LIF, PLIF, reset
 from spikeattn.ops.lif import state_dtype
 from spikeattn.opcount.report import OpReport
-from spikeattn.opcount.rules import BINARY, OP_FIELDS, RULES, Operand, OperandContext
+from spikeattn.opcount.rules import BINARY, OP_FIELDS, Operand, OperandContext
+from spikeattn.opcount.table import RULES
 
 # Module types counted as spiking neurons; extend with ``count(..., neuron_types=(...))``.
 NEURON_TYPES: tuple[type[nn.Module], ...] = (LIF, IF, PLIF)
@@ -48,16 +49,23 @@ class _Recorder:
 
 
 class _CountingMode(TorchDispatchMode):
-    understands_onednn_linear = True  # RULES count it: spikeattn.ops.linear may keep its fast path
+    """Runs every op as it is (the counted forward takes the same paths as an uncounted one) and
+    counts those the rules know, looked up by op object or by name (``aten::mm``, ``spikeattn::ssa_forward``)."""
 
     def __init__(self, rules, ctx: OperandContext, stack: list[str], rec: _Recorder):
         super().__init__()
         self.rules, self.ctx, self.stack, self.rec = rules, ctx, stack, rec
+        self._found: dict = {}  # func -> rule or None, so each op's name is looked up once
+
+    def _rule(self, func):
+        if func not in self._found:
+            self._found[func] = self.rules.get(func) or self.rules.get(func.name())
+        return self._found[func]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        rule = self.rules.get(func)
+        rule = self._rule(func)
         if rule is not None:
             # The mode is switched off inside __torch_dispatch__, so the rule's own ops are not counted.
             counts = rule(args, kwargs, out, self.ctx)
@@ -134,8 +142,7 @@ def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_ru
             for (_, buf), old in zip(buffers, saved):
                 buf.copy_(old)
     types = {name or ROOT: type(m).__name__ for name, m in named}
-    return OpReport(dict(rec.ops), dict(rec.by_op), rec.neurons, types, event_driven=event_driven,
-                    source=(model, example_input, forward_kwargs, extra_rules, neuron_types))
+    return OpReport(dict(rec.ops), dict(rec.by_op), rec.neurons, types, event_driven=event_driven)
 
 
 def count(model: nn.Module, example_input, *, extra_rules=None, neuron_types=None, **forward_kwargs) -> OpReport:
@@ -146,7 +153,8 @@ def count(model: nn.Module, example_input, *, extra_rules=None, neuron_types=Non
             buffers are restored, and hooks are removed even if the forward raises (then re-raised).
         example_input: a tensor (``model(x)``) or a tuple/list of positional arguments,
             e.g. spikes ``[T, B, ...]``.
-        extra_rules: ``{aten op: rule}`` added to (or overriding) ``spikeattn.opcount.RULES``.
+        extra_rules: ``{op: rule}`` added to (or overriding) ``spikeattn.opcount.RULES``; an op is an
+            ``OpOverload`` (``torch.ops.aten.mm.default``) or its name (``"aten::mm"``, ``"mylib::op"``).
         neuron_types: module types counted as neurons (default ``NEURON_TYPES``: LIF, IF, PLIF).
         **forward_kwargs: passed to ``model.forward``.
 

@@ -43,9 +43,9 @@ class OpReport:
     ``spikes`` and ``bytes`` (estimated bytes moved). See ``docs/opcount.md``.
     """
 
-    def __init__(self, ops, by_op, neurons, module_types, *, event_driven=True, source=None):
+    def __init__(self, ops, by_op, neurons, module_types, *, event_driven=True):
         self._ops, self.by_op, self.neurons = ops, by_op, neurons
-        self.module_types, self.event_driven, self._source = module_types, event_driven, source
+        self.module_types, self.event_driven = module_types, event_driven
 
     @property
     def by_module(self) -> dict[str, dict[str, int]]:
@@ -125,16 +125,10 @@ class OpReport:
 
         return plot_report(self, Path(path))
 
-    def compare_ann(self):
-        """Count the same model with every neuron replaced by ReLU (dense MACs everywhere).
-
-        Returns an ``AnnComparison`` with ``.snn``, ``.ann``, ``.table(profile)``, ``.plot(path)``.
-        """
-        from spikeattn.opcount.ann import compare_ann
-
-        if self._source is None:
-            raise ValueError("this report was not made by spikeattn.opcount.count: no model to compare with")
-        return compare_ann(self)
+    def compare_ann(self, *args, **kwargs):
+        """Deprecated: ``spikeattn.opcount.compare_ann(model, example_input)``; a report holds no model."""
+        raise TypeError("OpReport.compare_ann() is gone: a report is plain data and holds no model; "
+                        "call spikeattn.opcount.compare_ann(model, example_input) instead")
 
     def __repr__(self) -> str:
         return (f"OpReport(mac={self.total('mac')}, sop={self.total('sop')}, real_mac={self.total('real_mac')}, "

@@ -1,4 +1,4 @@
-"""Counting rules: one function per aten op, kept in the table ``RULES`` {aten op: rule}.
+"""Counting rules for aten ops, kept in the table ``ATEN_RULES`` {aten op: rule}.
 
 A rule gets ``(args, kwargs, out, ctx)`` (the op's arguments and result, and an ``OperandContext``
 that classifies tensors) and returns an ``OpCount`` or None. Only ops that move a weight per
@@ -50,6 +50,9 @@ class OpCount:
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
+
+    def __add__(self, other: "OpCount") -> "OpCount":
+        return OpCount(**{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)})
 
 
 OP_FIELDS = tuple(f.name for f in fields(OpCount))
@@ -261,8 +264,8 @@ def convolution_rule(args, kwargs, out, ctx):
 
 RuleFn = Callable[[tuple, dict, object, OperandContext], "OpCount | None"]
 
-# The default table. Copy and extend it through ``count(..., extra_rules={op: fn})``.
-RULES: dict[object, RuleFn] = {
+# The aten part of the default table (``spikeattn.opcount.table.RULES`` adds the rest).
+ATEN_RULES: dict[object, RuleFn] = {
     aten.mm.default: mm_rule,
     aten.bmm.default: mm_rule,
     aten.addmm.default: addmm_rule,
@@ -273,4 +276,4 @@ RULES: dict[object, RuleFn] = {
     aten.convolution.default: convolution_rule,
 }
 if hasattr(torch.ops.mkldnn, "_linear_pointwise"):  # the op spikeattn.ops.linear runs on the CPU
-    RULES[torch.ops.mkldnn._linear_pointwise.default] = linear_rule
+    ATEN_RULES[torch.ops.mkldnn._linear_pointwise.default] = linear_rule

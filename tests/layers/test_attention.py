@@ -7,10 +7,17 @@ import torch
 
 import spikeattn
 from spikeattn.layers import NeuronSpec, SpikeDrivenSelfAttention, SpikingSelfAttention, spike_attention, ssa_order
+from spikeattn.ops.ssa import ssa_tokens
 from tests.conftest import assert_close
 from tests.layers.helpers import active_batch, assert_all_params_have_grad
 
 BACKENDS = ["cpu", "torch"]
+
+
+def stacked_ssa(qkv, scale, order):
+    """``ssa_tokens`` (backend torch, the ``spikeattn::ssa_matmul`` op) on Q, K, V stacked as ``[3, ..., N, d]``."""
+    tokens = qkv.movedim(0, -2)                                   # (..., N, 3, d)
+    return ssa_tokens(tokens.reshape(*tokens.shape[:-2], -1), 1, scale, order=order, backend="torch")
 
 
 def spikes(*shape, rate=0.3, seed=0, dtype=torch.float32):
@@ -30,7 +37,7 @@ def test_both_associations_equal_exactly(shape, dtype):
     qkv = spikes(3, *shape, rate=0.9, dtype=dtype).requires_grad_()
     outs, grads = [], []
     for order in ("qk_first", "kv_first"):
-        out = spike_attention(qkv, 0.125, order)
+        out = stacked_ssa(qkv, 0.125, order)
         (g,) = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum(), qkv)
         outs.append(out)
         grads.append(g)
@@ -45,7 +52,7 @@ def test_attention_matches_autograd_of_naive_product():
     qkv = spikes(3, 2, 2, 2, 6, 4, rate=0.5, dtype=torch.float64).requires_grad_()
     g = torch.randn(2, 2, 2, 6, 4, dtype=torch.float64)
     for order in ("qk_first", "kv_first"):
-        (ours,) = torch.autograd.grad((spike_attention(qkv, 0.25, order) * g).sum(), qkv)
+        (ours,) = torch.autograd.grad((stacked_ssa(qkv, 0.25, order) * g).sum(), qkv)
         (ref,) = torch.autograd.grad(((qkv[0] @ qkv[1].transpose(-2, -1) @ qkv[2]) * 0.25 * g).sum(), qkv)
         assert_close(ours, ref, rtol=1e-12, what=order)
 
@@ -57,7 +64,7 @@ def test_kept_middle_product_gives_the_naive_gradient(order, N, d):
     counts fit in it, and recomputes it when they may not (300 > 255): the gradient is the naive one."""
     qkv = spikes(3, 2, 2, N, d, rate=0.95, seed=1, dtype=torch.float64).requires_grad_()
     g = torch.randn(2, 2, N, d, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    out = spike_attention(qkv, 0.125, order)
+    out = stacked_ssa(qkv, 0.125, order)
     (ours,) = torch.autograd.grad((out * g).sum(), qkv)
     (ref,) = torch.autograd.grad(((qkv[0] @ qkv[1].transpose(-2, -1) @ qkv[2]) * 0.125 * g).sum(), qkv)
     if max(N, d) > 255:  # the big cases do make middle counts that uint8 cannot hold
@@ -98,7 +105,7 @@ def test_shapes_dtypes_and_binary_output(cls, dtype, backend):
 def test_orders_stay_exact_under_bf16_autocast():
     qkv = spikes(3, 1, 2, 2, 64, 32, rate=0.9)  # counts up to 64*32 = 2048: not representable in bf16
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        a, b = (spike_attention(qkv, 0.125, order) for order in ("qk_first", "kv_first"))
+        a, b = (stacked_ssa(qkv, 0.125, order) for order in ("qk_first", "kv_first"))
     assert a.dtype == torch.float32 and torch.equal(a, b)
     assert torch.equal(a, (qkv[0] @ qkv[1].transpose(-2, -1) @ qkv[2]) * 0.125)
 
@@ -156,5 +163,13 @@ def test_bad_inputs(cls):
         cls(16, 3)
     with pytest.raises(ValueError, match="order"):
         SpikingSelfAttention(16, 2, order="vk")
-    with pytest.raises(ValueError, match=r"\[3, \.\.\., N, d\]"):
+    with pytest.raises(ValueError, match=r"\[3, \.\.\., N, d\]"), pytest.deprecated_call():
         spike_attention(torch.zeros(2, 4, 4), 0.125)
+
+
+def test_deprecated_stacked_spike_attention_is_the_op():
+    qkv = spikes(3, 2, 2, 6, 4, rate=0.5)
+    for order in ("qk_first", "kv_first"):
+        with pytest.deprecated_call(match="ssa_tokens"):
+            old = spike_attention(qkv, 0.125, order)
+        assert torch.equal(old, (qkv[0] @ qkv[1].transpose(-2, -1) @ qkv[2]) * 0.125)

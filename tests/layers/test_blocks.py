@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from spikeattn.layers import SPS, LinearBN, NeuronSpec, PerFrame, SpikformerBlock, SpikingMLP
-from spikeattn.layers.seq import compact_spikes, spike_linear
+from spikeattn.ops.spike_linear import compact_spikes, spike_linear
 from tests.conftest import assert_close
 from tests.layers.helpers import active_batch, assert_all_params_have_grad
 

@@ -5,15 +5,17 @@ import torch
 
 layers = pytest.importorskip("spikeattn.layers")
 from spikeattn.opcount import count  # noqa: E402
+from spikeattn.ops.ssa import cpu as ssa_cpu  # noqa: E402
+from spikeattn.ops.ssa import ssa_tokens  # noqa: E402
 
 
 class Attention(torch.nn.Module):
-    def __init__(self, order):
+    def __init__(self, order, backend="torch"):
         super().__init__()
-        self.order = order
+        self.order, self.backend = order, backend
 
-    def forward(self, qkv):
-        return layers.spike_attention(qkv, 0.125, self.order)
+    def forward(self, tokens):
+        return ssa_tokens(tokens, 2, 0.125, order=self.order, backend=self.backend)
 
 
 def qkv_spikes(seed=0, shape=(3, 2, 1, 2, 6, 4)):  # (3, T, B, heads, N, d)
@@ -21,10 +23,14 @@ def qkv_spikes(seed=0, shape=(3, 2, 1, 2, 6, 4)):  # (3, T, B, heads, N, d)
     return (torch.rand(shape) < 0.4).float()
 
 
+def as_tokens(qkv):  # (3, T, B, H, N, d) -> [T, B, N, 3 * H * d], the op's layout
+    return qkv.permute(1, 2, 4, 0, 3, 5).flatten(3)
+
+
 def test_ssa_core_both_orders_same_result_different_dense_cost():
     qkv = qkv_spikes()
     q, k, v = qkv.unbind(0)
-    qk, kv = count(Attention("qk_first"), qkv), count(Attention("kv_first"), qkv)
+    qk, kv = count(Attention("qk_first"), as_tokens(qkv)), count(Attention("kv_first"), as_tokens(qkv))
     slices, n, d = 2 * 1 * 2, 6, 4
     assert qk.total("mac") == slices * 2 * n * n * d
     assert kv.total("mac") == slices * 2 * n * d * d
@@ -32,6 +38,15 @@ def test_ssa_core_both_orders_same_result_different_dense_cost():
     triples = int((q @ k.transpose(-2, -1) @ v).sum())
     assert qk.total("pairs") == int((q @ k.transpose(-2, -1)).sum()) + triples
     assert kv.total("pairs") == int((k.transpose(-2, -1) @ v).sum()) + triples
+    assert set(qk.by_op) == set(kv.by_op) == {"ssa_matmul"}  # the registered op, counted by its rule
+
+
+@pytest.mark.skipif(not ssa_cpu.is_available(), reason="needs g++ for the fused SSA kernel")
+def test_fused_ssa_kernel_counts_as_the_cheaper_association():
+    qkv = as_tokens(qkv_spikes(seed=3))  # N=6 > d=4: kv_first is the cheaper association
+    fused = count(Attention("auto", backend="cpu"), qkv)
+    assert set(fused.by_op) == {"ssa_forward"}
+    assert fused.as_dict() == {**count(Attention("kv_first"), qkv).as_dict(), "by_op": fused.by_op}
 
 
 def test_ssa_module_charges_the_attention_core_to_itself():
@@ -40,7 +55,7 @@ def test_ssa_module_charges_the_attention_core_to_itself():
     x = (torch.rand(2, 3, 5, 16) < 0.3).float()  # [T, B, N, C]
     r = count(ssa, x)
     rows = r.by_module
-    core = rows["(root)"]  # spike_attention runs in SSA.forward itself
+    core = rows["(root)"]  # the attention op runs in SSA.forward itself
     assert core["mac"] > 0 and core["real_mac"] == 0  # spike x spike: no real-valued operand
     assert rows["qkv"]["sop"] == int(x.sum()) * 48 and rows["qkv"]["real_mac"] == 0
     assert set(r.firing_rates) == {"qkv_lif", "attn_lif", "proj_lif"}

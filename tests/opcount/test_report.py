@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from torch import nn
 
@@ -56,14 +57,15 @@ def test_plot_writes_a_png(tmp_path):
     r = count(model, x)
     path = r.plot(tmp_path / "r.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cmp_path = r.compare_ann().plot(tmp_path / "c.png")
+    cmp_path = sa.opcount.compare_ann(model, x).plot(tmp_path / "c.png")
     assert cmp_path.read_bytes()[:4] == b"\x89PNG"
 
 
 def test_compare_ann_counts_dense_macs_everywhere_and_leaves_the_model_alone():
     model, x = make()
     r = count(model, x)
-    cmp = r.compare_ann()
+    cmp = sa.opcount.compare_ann(model, x)
+    assert cmp.snn.as_dict() == r.as_dict()
     assert cmp.ann.total("real_mac") == cmp.ann.total("mac") == r.total("mac")  # same architecture
     assert cmp.ann.total("sop") == 0 and cmp.ann.total("neuron") == 0
     assert cmp.ann.module_types["lif1"] == "ReLU"
@@ -80,3 +82,11 @@ def test_conv_snn_splits_macs_and_sops_as_expected():
     assert r["conv1"]["sop"] == 0 and r["conv1"]["real_mac"] == r["conv1"]["mac"]  # real-valued image
     assert r["conv2"]["real_mac"] == 0                                             # spikes in
     assert r["fc"]["real_mac"] == 0                                                # spikes in
+
+
+def test_report_is_plain_data_and_points_to_compare_ann():
+    model, x = make()
+    r = count(model, x)
+    assert not any(isinstance(v, nn.Module) for v in vars(r).values())  # the report keeps no model alive
+    with pytest.raises(TypeError, match=r"spikeattn.opcount.compare_ann\(model, example_input\)"):
+        r.compare_ann()

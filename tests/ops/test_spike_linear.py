@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spikeattn.layers.seq import spike_linear
+from spikeattn.ops.spike_linear import spike_linear
 from spikeattn.ops import spike_linear as sl_ops
 from spikeattn.ops.spike_linear import spike_grad_weight
 from spikeattn.ops.spike_linear.reference import naive_spike_grad_weight
@@ -103,6 +103,21 @@ def test_empty_tokens_give_zeros():
 def test_registered_op_passes_opcheck():
     torch.library.opcheck(torch.ops.spikeattn.spike_grad_weight.default,
                           (torch.randn(40, 70), spikes(40, 6, 0.2)), test_utils=("test_schema", "test_faketensor"))
+
+
+@pytest.mark.parametrize("is_spikes", [True, False])
+def test_spike_linear_op_passes_opcheck(is_spikes):
+    """Schema, fake kernel and autograd registration of ``spikeattn::spike_linear``."""
+    x = (torch.rand(3, 5, 16) < 0.3).float().requires_grad_(True)
+    w, b = torch.randn(8, 16, requires_grad=True), torch.randn(8, requires_grad=True)
+    for bias in (b, None):
+        torch.library.opcheck(torch.ops.spikeattn.spike_linear.default, (x, w, bias, is_spikes))
+
+
+def test_spike_linear_compiles_into_one_graph():
+    x, w = (torch.rand(2, 4, 16) < 0.3).float(), torch.randn(8, 16, requires_grad=True)
+    compiled = torch.compile(lambda x, w: spike_linear(x, w, None, True), fullgraph=True, backend="aot_eager")
+    assert_close(compiled(x, w), x @ w.T.detach(), 1e-6)
 
 
 def test_auto_picks_torch_for_other_dtypes():

@@ -1,6 +1,6 @@
 """The fused SSA core (ssa_tokens, backend cpu) against the torch reference: bit-identical outputs
-(both associations of spike_attention too), gradients, bit masks past 64 channels, thread count,
-the dispatch-mode fallback, bad input; and the SSA layer with the kernel vs without."""
+(both associations of the torch backend too), gradients, bit masks past 64 channels, thread count,
+the same path under a dispatch mode, bad input; and the SSA layer with the kernel vs without."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import spikeattn
-from spikeattn.layers import SpikingSelfAttention, spike_attention
-from spikeattn.layers import attention as attention_mod
+from spikeattn.layers import SpikingSelfAttention
 from spikeattn.ops import ssa as ssa_ops
 from spikeattn.ops.ssa import ssa_tokens
 from spikeattn.ops.ssa.reference import naive_ssa
@@ -41,8 +40,7 @@ def test_outputs_bit_identical(shape, heads, scale):
     assert torch.equal(got, naive_ssa(qkv, heads, scale))
     t, b, n, c3 = shape
     for order in ("qk_first", "kv_first"):
-        old = spike_attention(permuted(qkv, heads), scale, order).transpose(2, 3).reshape(t, b, n, c3 // 3)
-        assert torch.equal(got, old), order
+        assert torch.equal(got, ssa_tokens(qkv, heads, scale, order=order, backend="torch")), order
 
 
 @needs_cpu_kernel
@@ -85,16 +83,28 @@ def test_registered_ops_pass_opcheck():
                           test_utils=("test_schema", "test_faketensor"))
 
 
-def test_auto_falls_back_to_torch():
+def test_auto_picks_the_same_path_under_a_dispatch_mode():
     qkv = spikes((1, 1, 4, 12))
     assert ssa_ops.resolve_backend("auto", qkv.double()) == "torch"
+    plain = ssa_ops.resolve_backend("auto", qkv)
+    assert plain == ("cpu" if ssa_ops.cpu.is_available() else "torch")
+    seen = []
 
     class Watch(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(func.name())
             return func(*args, **(kwargs or {}))
 
-    with Watch():  # op counters and tracers must see the matmuls
-        assert ssa_ops.resolve_backend("auto", qkv) == "torch"
+    with Watch():  # an op counter or tracer sees the op that trains, not another path
+        assert ssa_ops.resolve_backend("auto", qkv) == plain
+        ssa_tokens(qkv, 2, 0.5)
+    assert seen == [{"cpu": "spikeattn::ssa_forward", "torch": "spikeattn::ssa_matmul"}[plain]]
+
+
+def test_matmul_op_passes_opcheck():
+    qkv = spikes((1, 2, 7, 24))
+    for order in ("qk_first", "kv_first"):
+        torch.library.opcheck(torch.ops.spikeattn.ssa_matmul.default, (qkv.requires_grad_(True), 2, 0.25, order))
 
 
 def test_bad_input_raises():
@@ -126,7 +136,7 @@ def test_layer_same_outputs_and_close_grads_with_and_without_kernel(monkeypatch)
         return out, [p.grad.clone() for p in layer.parameters()]
 
     fused = run()
-    monkeypatch.setattr(attention_mod.ssa_ops, "resolve_backend", lambda backend, qkv: "torch")
+    monkeypatch.setattr(ssa_ops, "resolve_backend", lambda backend, qkv: "torch")
     plain = run()
     assert 0 < fused[0].mean() < 1 and torch.equal(fused[0], plain[0])
     for a, b in zip(fused[1], plain[1]):

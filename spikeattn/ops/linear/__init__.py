@@ -2,14 +2,14 @@
 
 Backends: ``torch`` (``F.linear``, the oracle) and ``onednn`` (oneDNN's fp32 GEMM, 2.2-2.4x MKL's on
 this project's AMD EPYC VM; see ``onednn.py``). ``auto`` picks ``onednn`` for fp32 CPU tensors outside
-autograd whose GEMM is large enough to repay its call overhead, else ``torch``. The layers call
-it inside their own autograd Functions (forward, and both backward GEMMs).
+autograd whose GEMM is large enough to repay its call overhead, else ``torch``, whether or not a
+dispatch mode (an op counter, a tracer) is watching. ``spikeattn::spike_linear`` calls it for its
+forward and both backward GEMMs.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from spikeattn.ops.linear import onednn
 from spikeattn.ops.linear.onednn import onednn_linear
@@ -26,9 +26,8 @@ def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
 
     ``onednn`` has no autograd formula: ``auto`` takes it only where autograd is not recording
     (inside a custom Function, under no_grad), and ``backend='onednn'`` refuses tracked inputs.
-    Nor does ``auto`` take it under a Python dispatch mode (FlopCounterMode, fake tensors...) that
-    knows aten's matmuls but not oneDNN's op, unless the mode says ``understands_onednn_linear``
-    (``spikeattn.opcount`` does: it has a rule for the op).
+    A dispatch mode changes nothing here: a counter that wants these GEMMs counts oneDNN's op
+    (``spikeattn.opcount`` has a rule for it) or the op that called it.
     """
     if backend not in ("auto", *BACKENDS):
         raise ValueError(f"backend must be one of {('auto', *BACKENDS)}, got {backend!r}")
@@ -45,9 +44,7 @@ def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
             raise ValueError("backend='onednn' has no autograd: call it under torch.no_grad() or inside a Function")
         return backend
     big = x.numel() * weight.shape[0] >= MIN_ONEDNN_MACS
-    mode = _get_current_dispatch_mode()
-    observed = mode is not None and not getattr(mode, "understands_onednn_linear", False)
-    return "onednn" if fits and big and not tracked and not observed else "torch"
+    return "onednn" if fits and big and not tracked else "torch"
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

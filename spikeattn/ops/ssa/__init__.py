@@ -1,41 +1,48 @@
 """Spikformer's attention core on token-major spikes: the public op and its one backend table.
 
-Backends: ``torch`` (matmuls on a head-permuted copy, the oracle) and ``cpu`` (fused C++:
-bitmask popcounts, no permuted copies, 1 bit per spike saved for backward). ``auto`` picks
-``cpu`` for fp32 CPU input outside dispatch modes (an op counter or tracer then sees the
-matmuls), else ``torch``.
+Backends: ``torch`` (``spikeattn::ssa_matmul``: torch matmuls on any device and dtype, in the
+cheaper association, uint8 copies kept for backward) and ``cpu`` (``spikeattn::ssa_forward``,
+fused C++: bitmask popcounts, no permuted copies, 1 bit per spike saved for backward). ``auto``
+picks ``cpu`` for fp32 CPU input where the kernel builds, else ``torch``. ``reference.py`` holds
+the oracle both are tested against.
 """
 
 from __future__ import annotations
 
 import torch
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from spikeattn.ops._backends import resolve
 from spikeattn.ops.ssa import cpu
+from spikeattn.ops.ssa.matmul import ORDERS, acc_dtype, ssa_order
 from spikeattn.ops.ssa.reference import naive_ssa
 
-__all__ = ["ssa_tokens", "BACKENDS", "resolve_backend"]
+__all__ = ["ssa_tokens", "ssa_order", "acc_dtype", "ORDERS", "BACKENDS", "resolve_backend", "naive_ssa"]
 
 
-def fused_ssa(qkv: torch.Tensor, heads: int, scale: float) -> torch.Tensor:
-    return torch.ops.spikeattn.ssa_forward(qkv, heads, scale)[0]
+def fused_ssa(qkv: torch.Tensor, heads: int, scale: float, order: str) -> torch.Tensor:
+    return torch.ops.spikeattn.ssa_forward(qkv, heads, scale)[0]  # same bits in every order
 
 
-BACKENDS = {"torch": naive_ssa, "cpu": fused_ssa}
+def matmul_ssa(qkv: torch.Tensor, heads: int, scale: float, order: str) -> torch.Tensor:
+    if order == "auto":
+        order = ssa_order(qkv.shape[-2], qkv.shape[-1] // 3 // heads)
+    return torch.ops.spikeattn.ssa_matmul(qkv, heads, scale, order)[0]
+
+
+BACKENDS = {"torch": matmul_ssa, "cpu": fused_ssa}
 
 
 def resolve_backend(backend: str, qkv: torch.Tensor) -> str:
-    """``auto`` -> ``cpu`` for fp32 CPU input with no dispatch mode active, else ``torch``."""
+    """``auto`` -> ``cpu`` for fp32 CPU input, else ``torch``; a dispatch mode changes nothing."""
     if backend == "cupy":
         raise ValueError("backend='cupy' has no SSA kernel; use 'auto', 'torch' or 'cpu'")
     if backend == "cpu" and qkv.dtype != torch.float32:
         raise ValueError(f"backend='cpu' needs fp32 qkv, got {qkv.dtype}")
-    fast_ok = qkv.dtype == torch.float32 and _get_current_dispatch_mode() is None
-    return resolve(backend, qkv, "qkv", {"cpu": cpu}, fast_ok=fast_ok)
+    return resolve(backend, qkv, "qkv", {"cpu": cpu}, fast_ok=qkv.dtype == torch.float32)
 
 
-def ssa_tokens(qkv: torch.Tensor, heads: int, scale: float, backend: str = "auto") -> torch.Tensor:
+def ssa_tokens(qkv: torch.Tensor, heads: int, scale: float, order: str = "auto",
+               backend: str = "auto") -> torch.Tensor:
     r"""Softmax-free attention :math:`Q K^\top V \cdot s` per head on token-major spikes.
 
     Args:
@@ -43,11 +50,18 @@ def ssa_tokens(qkv: torch.Tensor, heads: int, scale: float, backend: str = "auto
             head ``h`` at channels ``h*d .. h*d+d-1`` of each (``d = C / heads``).
         heads: number of heads.
         scale: ``s``, multiplies the integer counts.
+        order: association of the ``torch`` backend: ``auto`` (the cheaper, ``ssa_order``),
+            ``qk_first`` or ``kv_first``; every order and backend gives the same bits.
         backend: ``auto``, ``torch`` or ``cpu``.
 
     Returns:
-        ``[..., N, C]`` fp32, token-major: integer counts times ``scale``, bit-identical across
-        backends (nonzero inputs count as 1 on ``cpu``).
+        ``[..., N, C]`` fp32 (fp64 for fp64 input), token-major: integer counts times ``scale``
+        (nonzero inputs count as 1 on ``cpu``; other values than 0/1 are not supported).
+
+    Example:
+        >>> qkv = (torch.rand(2, 3, 16, 48) < 0.3).float()   # [T, B, N, 3C], C = 16
+        >>> ssa_tokens(qkv, heads=2, scale=0.125).shape
+        torch.Size([2, 3, 16, 16])
     """
     if not isinstance(qkv, torch.Tensor):
         raise TypeError(f"qkv must be a torch.Tensor, got {type(qkv).__name__}")
@@ -57,4 +71,6 @@ def ssa_tokens(qkv: torch.Tensor, heads: int, scale: float, backend: str = "auto
         raise ValueError(f"heads must be a positive int dividing C={qkv.shape[-1] // 3}, got {heads!r}")
     if qkv.shape[-2] * (qkv.shape[-1] // 3 // heads) >= 2**24:
         raise ValueError(f"N * d must stay below 2^24 for exact fp32 counts, got shape {tuple(qkv.shape)}")
-    return BACKENDS[resolve_backend(backend, qkv)](qkv, heads, float(scale))
+    if order not in ("auto", *ORDERS):
+        raise ValueError(f"order must be 'auto' or one of {ORDERS}, got {order!r}")
+    return BACKENDS[resolve_backend(backend, qkv)](qkv, heads, float(scale), order)

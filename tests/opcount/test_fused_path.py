@@ -1,0 +1,62 @@
+"""Counting runs the path training runs: the fused ops, each counted by the rule for its
+torch.library name, with the same logits as an uncounted forward and the same totals as the
+plain-torch path."""
+
+import pytest
+import torch
+
+import spikeattn as sa
+from spikeattn.opcount import count
+from spikeattn.ops import linear as lin
+from spikeattn.ops import ssa as ssa_ops
+
+needs_kernels = pytest.mark.skipif(not (ssa_ops.cpu.is_available() and lin.onednn.is_available()),
+                                   reason="needs g++ (fused SSA) and a torch with oneDNN")
+
+
+def spied(monkeypatch):
+    """Count calls of the fused SSA kernel and of oneDNN's GEMM (what ran, not what was asked)."""
+    calls = {"ssa_cpu": 0, "onednn": 0}
+
+    def wrap(table, key, name):
+        fn = table[key]
+
+        def spy(*args):
+            calls[name] += 1
+            return fn(*args)
+
+        monkeypatch.setitem(table, key, spy)
+
+    wrap(ssa_ops.BACKENDS, "cpu", "ssa_cpu")
+    wrap(lin.BACKENDS, "onednn", "onednn")
+    return calls
+
+
+@needs_kernels
+def test_counting_a_spikformer_runs_the_fused_path_with_the_same_logits_and_totals(monkeypatch):
+    torch.manual_seed(0)
+    model = sa.models.spikformer("spikformer-mini-fmnist", dim=128, heads=4).eval()
+    x = torch.randn(8, 1, 28, 28)
+    calls = spied(monkeypatch)
+    with torch.no_grad():
+        plain = model(x)
+    uncounted = dict(calls)
+    counted = []
+    handle = model.register_forward_hook(lambda m, a, out: counted.append(out))
+    fused = count(model, x)
+    handle.remove()
+    assert uncounted["ssa_cpu"] > 0 and uncounted["onednn"] > 0
+    assert {k: v - uncounted[k] for k, v in calls.items()} == uncounted  # counting ran the same kernels
+    assert torch.equal(counted[0], plain)
+    assert {"spike_linear", "ssa_forward"} <= set(fused.by_op)
+
+    # the plain-torch path (F.linear, the matmul SSA op) gives the same counts
+    monkeypatch.setattr(lin, "MIN_ONEDNN_MACS", 2**62)
+    monkeypatch.setattr(ssa_ops, "resolve_backend", lambda backend, qkv: "torch")
+    before = dict(calls)
+    slow = count(model, x)
+    assert calls == before  # neither kernel ran
+    assert slow.by_module == fused.by_module and slow.total("sop") > 0
+    assert {op: row for op, row in slow.by_op.items() if op != "ssa_matmul"} == \
+           {op: row for op, row in fused.by_op.items() if op != "ssa_forward"}
+    assert slow.by_op["ssa_matmul"] == fused.by_op["ssa_forward"]
