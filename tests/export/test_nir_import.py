@@ -4,6 +4,7 @@ equations for files from other producers (checked against the float64 interprete
 
 from __future__ import annotations
 
+import nir
 import numpy as np
 import pytest
 import torch
@@ -15,8 +16,6 @@ import spikeattn.neuron as N
 from spikeattn.export import fold_batchnorm, from_nir, to_nir
 from tests.export.helpers import fashion_input, mlp, scale_weights, torch_layers
 from tests.export.test_nir import NEURONS, conv_pool
-
-nir = pytest.importorskip("nir")
 
 T, B = 4, 6
 

@@ -15,19 +15,19 @@ order. Spikes are compared exactly.
 
 from __future__ import annotations
 
+import nir
 import numpy as np
 import pytest
+import snntorch as snn
 import torch
+from snntorch.export_nir import export_to_nir
+from snntorch.import_nir import import_from_nir
 from torch import nn
 
 import spikeattn.neuron as N
 from spikeattn.export import fold_batchnorm, from_nir, to_nir
 from tests.export.helpers import fashion_input, scale_weights, torch_layers
 from tests.export.test_nir import conv_pool
-
-snn = pytest.importorskip("snntorch")   # a dev dependency: present in `make test`
-from snntorch.export_nir import export_to_nir   # noqa: E402
-from snntorch.import_nir import import_from_nir   # noqa: E402
 
 T, B = 8, 6
 
@@ -110,8 +110,6 @@ def _snntorch_nets():
 
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
 def test_snntorch_net_in_spikeattn(kind, tmp_path):
-    import nir
-
     net, flat = _snntorch_nets()[kind]
     x = fashion_input(B, T).flatten(2) if flat else fashion_input(B, T)
     nir.write(tmp_path / "sn.nir", export_to_nir(net, x[0, :1], ignore_dims=[0]))
