@@ -188,10 +188,10 @@ def nirtorch_static(model, flat: bool, images, batch: int) -> list[dict]:
     return rows
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", default="benchmarks/results/nir_readers.json")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     logging.disable(logging.WARNING)   # norse logs a warning per node with r != 1
     images = fashion_mnist("test", limit=6).images
     readers = [r for r in READERS if _common.version(r if r != "spikeattn" else "spikeattn") is not None]
