@@ -112,19 +112,35 @@ def _meta(node) -> dict:
     return dict(getattr(node, "metadata", None) or {})
 
 
-def _ours(node) -> SpikeattnNeuron | None:
-    """The exact module when ``to_nir`` wrote this node (its metadata says how), else None."""
+def _ours(node, name: str, dt: float) -> SpikeattnNeuron | None:
+    """The exact module when ``to_nir`` wrote this node (its metadata says how), else None.
+
+    The metadata must agree with the node's NIR parameters (as ``to_nir`` writes them); a file edited
+    since is refused rather than imported by one description while the other says something else.
+    """
     m = _meta(node)
     if m.get("neuron") not in ("LIF", "IF", "PLIF") or "reset" not in m or "v_th" not in m:
         return None
     soft = str(m["reset"]) == "subtract"
-    tau = float(m["tau_steps"]) if "tau_steps" in m else None
-    return SpikeattnNeuron(str(m["neuron"]), tau, float(m["v_th"]), None if soft else float(np.asarray(node.v_reset).flat[0]),
-                           bool(m.get("decay_input", True)), sg.ATan(2.0))
+    kind, v_th, decay_input = str(m["neuron"]), float(m["v_th"]), bool(m.get("decay_input", True))
+    tau = float(m["tau_steps"]) if kind != "IF" else None
+    v_reset = 0.0 if soft else float(np.asarray(node.v_reset).flat[0])
+    expect = {"v_threshold": np.nextafter(np.float32(v_th), np.float32(-np.inf)), "v_reset": v_reset}
+    if kind == "IF":
+        expect["r"] = 1.0 / dt
+    else:
+        expect.update(tau=tau * dt, r=1.0 if decay_input else tau, v_leak=v_reset)
+    for field, want in expect.items():
+        have = np.asarray(getattr(node, field), np.float64)
+        if not np.allclose(have, want, rtol=1e-9, atol=0.0):
+            raise ValueError(f"NIR node {name!r}: spikeattn metadata ({kind}, v_th={v_th}, tau_steps={tau}, "
+                             f"dt={dt}) implies {field} = {float(want)!r}, the node has {have.ravel()[:4].tolist()}; "
+                             "drop the node's metadata to import it by NIR's equations")
+    return SpikeattnNeuron(kind, tau, v_th, None if soft else v_reset, decay_input, sg.ATan(2.0))
 
 
 def _lif(node, name, dt, sur):
-    ours = _ours(node)
+    ours = _ours(node, name, dt)
     if ours is not None:
         return ours
     k = dt / np.asarray(node.tau, np.float64)
@@ -133,7 +149,7 @@ def _lif(node, name, dt, sur):
 
 
 def _if(node, name, dt, sur):
-    ours = _ours(node)
+    ours = _ours(node, name, dt)
     if ours is not None:
         return ours
     r = np.asarray(node.r, np.float64)

@@ -231,3 +231,22 @@ def test_bad_arguments():
         from_nir(g)(torch.rand(2, 3, 11))
     with pytest.raises(ValueError, match=r"\[T, B, \.\.\.\]"):
         from_nir(g)(torch.rand(3, 12))
+
+
+def test_metadata_that_contradicts_the_node_is_refused():
+    g = to_nir(mlp(NEURONS["lif-soft"]), fashion_input(1, 1), dt=1e-3)
+    g.nodes["2"].tau = g.nodes["2"].tau * 2          # edited after export: metadata still says tau_steps = 2
+    with pytest.raises(ValueError, match=r"NIR node '2'.*implies tau = 0\.002"):
+        from_nir(g)
+    g.nodes["2"].metadata = {}                        # without it: NIR's equations (hard reset), no error
+    assert type(from_nir(g).nodes["2"]).__name__ == "NIRNeuron"
+
+
+def test_imported_net_trains():
+    """Surrogate gradients reach the imported weights through both neuron forms."""
+    for g in (to_nir(mlp(), fashion_input(1, 1)), _lif_graph()):
+        net = from_nir(g)
+        x = fashion_input(2, 3) if "0.0" in g.nodes else torch.rand(3, 2, 12)
+        net(x).sum().backward()
+        grads = [p.grad for p in net.parameters()]
+        assert grads and all(gr is not None and gr.abs().sum() > 0 for gr in grads)

@@ -105,10 +105,15 @@ def _snntorch_nets():
     mlp = nn.Sequential(nn.Linear(784, 64), _leaky((64,), 0.9), nn.Linear(64, 10), _leaky((10,), 0.8))
     conv = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), _leaky((4, 28, 28), 0.9), nn.AvgPool2d(2), nn.Flatten(),
                          nn.Linear(4 * 14 * 14, 10), _leaky((10,), 0.75))
-    return {"mlp": (scale_weights(mlp, 3.0), True), "conv": (scale_weights(conv, 3.0), False)}
+    # Synaptic with alpha = 0 is exported as CubaLIF with tau_syn = dt: the current decays fully each step.
+    syn = snn.Synaptic(alpha=torch.zeros(10), beta=torch.full((10,), 0.85), threshold=torch.full((10,), 0.8),
+                       reset_mechanism="zero", reset_delay=False, init_hidden=True)
+    synaptic = nn.Sequential(nn.Linear(784, 64), _leaky((64,), 0.9), nn.Linear(64, 10), syn)
+    return {"mlp": (scale_weights(mlp, 3.0), True), "conv": (scale_weights(conv, 3.0), False),
+            "mlp-synaptic": (scale_weights(synaptic, 3.0), True)}
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
+@pytest.mark.parametrize("kind", ["mlp", "conv", "mlp-synaptic"])
 def test_snntorch_net_in_spikeattn(kind, tmp_path):
     net, flat = _snntorch_nets()[kind]
     x = fashion_input(B, T).flatten(2) if flat else fashion_input(B, T)
@@ -118,6 +123,6 @@ def test_snntorch_net_in_spikeattn(kind, tmp_path):
     with torch.no_grad():
         have = ours.trace(x)
     want = snntorch_trace(net, x)
-    neurons = [n for n, m in net.named_modules() if isinstance(m, snn.Leaky)]
+    neurons = [n for n, m in net.named_modules() if isinstance(m, (snn.Leaky, snn.Synaptic))]
     layers = [n for n, m in net.named_modules() if isinstance(m, (nn.Linear, nn.Conv2d, nn.AvgPool2d))]
     assert_same(want, have, spikes=neurons, currents=layers)
