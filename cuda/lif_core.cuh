@@ -40,10 +40,14 @@ SA_HD bool lif_fire(const LifParams<acc_t>& p, acc_t h) {
   return h - p.v_th >= acc_t(0);
 }
 
+// Arithmetic, not a select, exactly as the reference's `spike * v_reset + (1 - spike) * h`: the same
+// value for every finite h, and an infinite membrane that fires resets to NaN (0 * inf) on every
+// backend alike (the defined behaviour for non-finite input: docs/neurons.md).
 template <typename acc_t>
 SA_HD acc_t lif_reset(const LifParams<acc_t>& p, acc_t h, bool spike) {
-  if (p.soft_reset) return spike ? h - p.v_th : h;
-  return spike ? p.v_reset : h;
+  const acc_t s = spike ? acc_t(1) : acc_t(0);
+  if (p.soft_reset) return h - s * p.v_th;
+  return s * p.v_reset + (acc_t(1) - s) * h;
 }
 
 // d h / d x and d h / d v_prev. Written as selects, not early returns: on the CPU the compiler

@@ -14,7 +14,7 @@ from torch import nn
 from spikeattn import surrogate as sg
 from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF, CHARGE_PLIF, LIFParameters
 from spikeattn.neuron.base import MemoryModule
-from spikeattn.ops.lif import lif_multi_step, state_dtype
+from spikeattn.ops.lif import check_thresholds, lif_multi_step, state_dtype
 
 __all__ = ["LIF", "IF", "PLIF", "lif_multistep"]
 
@@ -51,6 +51,7 @@ class _Neuron(MemoryModule):
         super().__init__()
         if step_mode not in ("m", "s"):
             raise ValueError(f"step_mode must be 'm' (input [T, B, ...]) or 's' (input [B, ...]), got {step_mode!r}")
+        check_thresholds(v_th, v_reset)
         self.v_th, self.v_reset = v_th, v_reset
         self.decay_input, self.detach_reset = decay_input, detach_reset
         self.surrogate, self.backend, self.step_mode = surrogate, backend, step_mode

@@ -7,6 +7,7 @@ Backends: ``torch`` (the reference loop, the oracle), ``cpu`` (fused C++), ``cup
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -18,7 +19,7 @@ from spikeattn.ops._backends import resolve
 from spikeattn.ops._checks import check_finite
 from spikeattn.surrogate import SURROGATE_IDS, Surrogate
 
-__all__ = ["lif_multi_step", "BACKENDS", "resolve_backend", "state_dtype"]
+__all__ = ["lif_multi_step", "BACKENDS", "resolve_backend", "state_dtype", "check_thresholds"]
 
 
 def fused_lif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, p: LIFParameters):
@@ -97,7 +98,16 @@ def check_params(p: LIFParameters) -> None:
         raise TypeError(f"surrogate must be a spikeattn.surrogate.Surrogate, got {type(p.surrogate).__name__}")
     if p.mode == CHARGE_LIF and not (math.isfinite(p.decay) and p.decay > 1.0):
         raise ValueError(f"tau must be a finite number > 1 (the leak divides by tau), got {p.decay!r}")
-    for name in ("v_th", "v_reset"):
-        value = getattr(p, name)
-        if value is not None and not math.isfinite(value):
-            raise ValueError(f"{name} must be finite, got {value!r}")
+    check_thresholds(p.v_th, p.v_reset)
+
+
+def check_thresholds(v_th, v_reset) -> None:
+    """Finite numbers, and ``v_th > v_reset`` for a hard reset (else the neuron fires at every step)."""
+    for name, value in (("v_th", v_th), ("v_reset", v_reset)):
+        if value is None and name == "v_reset":
+            continue
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if v_reset is not None and not v_th > v_reset:
+        raise ValueError(f"v_th must be greater than v_reset for a hard reset (else the neuron fires at every step), "
+                         f"got v_th={v_th!r}, v_reset={v_reset!r}")
