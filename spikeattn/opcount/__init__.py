@@ -7,11 +7,11 @@ are TOML files in ``hardware/profiles`` (``list_profiles()``, ``load_profile(nam
 """
 
 from spikeattn.opcount.ann import AnnComparison, ann_twin, compare_ann
-from spikeattn.opcount.counter import NEURON_TYPES, count
+from spikeattn.opcount.counter import NEURON_TYPES, UncountedOpWarning, count
 from spikeattn.opcount.profiles import Profile, list_profiles, load_profile
 from spikeattn.opcount.report import OpReport
 from spikeattn.opcount.rules import OpCount, OperandContext
 from spikeattn.opcount.table import RULES
 
 __all__ = ["count", "compare_ann", "OpReport", "AnnComparison", "ann_twin", "RULES", "OpCount", "OperandContext",
-           "NEURON_TYPES", "Profile", "list_profiles", "load_profile"]
+           "NEURON_TYPES", "UncountedOpWarning", "Profile", "list_profiles", "load_profile"]

@@ -8,7 +8,8 @@ modules (``NEURON_TYPES``) are counted by a forward hook: one update per neuron 
 
 from __future__ import annotations
 
-from collections import defaultdict
+import warnings
+from collections import Counter, defaultdict
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from spikeattn.neuron import IF, LIF, PLIF, reset
 from spikeattn.ops.lif import state_dtype
+from spikeattn.opcount.coverage import no_synaptic_work
 from spikeattn.opcount.report import OpReport
 from spikeattn.opcount.rules import BINARY, OP_FIELDS, Operand, OperandContext
 from spikeattn.opcount.table import RULES
@@ -28,6 +30,10 @@ BINARY_NEURONS: tuple[type[nn.Module], ...] = (LIF, IF, PLIF)
 ROOT = "(root)"
 
 
+class UncountedOpWarning(UserWarning):
+    """An op that may do synaptic work ran without a counting rule."""
+
+
 class _Recorder:
     """Accumulates op and neuron counts per module path."""
 
@@ -35,6 +41,7 @@ class _Recorder:
         self.ops: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(OP_FIELDS, 0))
         self.by_op: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(OP_FIELDS, 0))
         self.neurons: dict[str, dict] = {}
+        self.uncounted: Counter[str] = Counter()  # op name -> calls met without a rule
 
     def add_op(self, path: str, op_name: str, counts: dict[str, int]) -> None:
         for table in (self.ops[path], self.by_op[op_name]):
@@ -50,22 +57,26 @@ class _Recorder:
 
 class _CountingMode(TorchDispatchMode):
     """Runs every op as it is (the counted forward takes the same paths as an uncounted one) and
-    counts those the rules know, looked up by op object or by name (``aten::mm``, ``spikeattn::ssa_forward``)."""
+    counts those the rules know, looked up by op object or by name (``aten::mm``, ``spikeattn::ssa_forward``).
+    An op with no rule that may do synaptic work (``coverage.no_synaptic_work``) is recorded as uncounted."""
 
     def __init__(self, rules, ctx: OperandContext, stack: list[str], rec: _Recorder):
         super().__init__()
         self.rules, self.ctx, self.stack, self.rec = rules, ctx, stack, rec
-        self._found: dict = {}  # func -> rule or None, so each op's name is looked up once
+        self._found: dict = {}  # func -> (rule or None, free), so each op's name is looked up once
 
     def _rule(self, func):
         if func not in self._found:
-            self._found[func] = self.rules.get(func) or self.rules.get(func.name())
+            rule = self.rules.get(func) or self.rules.get(func.name())
+            self._found[func] = rule, rule is None and no_synaptic_work(func)
         return self._found[func]
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        rule = self._rule(func)
+        rule, free = self._rule(func)
+        if rule is None and not free:
+            self.rec.uncounted[func.name()] += 1
         if rule is not None:
             # The mode is switched off inside __torch_dispatch__, so the rule's own ops are not counted.
             counts = rule(args, kwargs, out, self.ctx)
@@ -142,7 +153,13 @@ def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_ru
             for (_, buf), old in zip(buffers, saved):
                 buf.copy_(old)
     types = {name or ROOT: type(m).__name__ for name, m in named}
-    return OpReport(dict(rec.ops), dict(rec.by_op), rec.neurons, types, event_driven=event_driven)
+    for name, calls in sorted(rec.uncounted.items()):
+        # One stable message per op: Python's default filter shows it once per process.
+        warnings.warn(f"spikeattn.opcount has no rule for {name}: its work is not in the totals (listed in "
+                      "report.uncounted; energy figures are lower bounds). Add one with extra_rules={op: fn}.",
+                      UncountedOpWarning, stacklevel=3)
+    return OpReport(dict(rec.ops), dict(rec.by_op), rec.neurons, types, event_driven=event_driven,
+                    uncounted=dict(rec.uncounted))
 
 
 def count(model: nn.Module, example_input, *, extra_rules=None, neuron_types=None, **forward_kwargs) -> OpReport:

@@ -40,12 +40,20 @@ class OpReport:
     ``by_module[path]`` has, per module: ``mac`` (dense MACs), ``real_mac`` (MACs of ops without an
     event-valued operand), ``sop`` (synaptic accumulates), ``sop_mul`` (multiplies instead, for
     integer-valued inputs), ``pairs`` / ``event_min`` (spike x spike matmuls), ``neuron`` (updates),
-    ``spikes`` and ``bytes`` (estimated bytes moved). See ``docs/opcount.md``.
+    ``spikes`` and ``bytes`` (estimated bytes moved). ``uncounted`` lists ops that ran without a
+    counting rule (``{op name: calls}``); when it is not empty, ``lower_bound`` is True and every
+    total and energy figure is a lower bound. See ``docs/opcount.md``.
     """
 
-    def __init__(self, ops, by_op, neurons, module_types, *, event_driven=True):
+    def __init__(self, ops, by_op, neurons, module_types, *, event_driven=True, uncounted=None):
         self._ops, self.by_op, self.neurons = ops, by_op, neurons
         self.module_types, self.event_driven = module_types, event_driven
+        self.uncounted: dict[str, int] = dict(uncounted or {})  # op name -> calls that ran without a rule
+
+    @property
+    def lower_bound(self) -> bool:
+        """True when some op ran without a counting rule: totals and energy are then lower bounds."""
+        return bool(self.uncounted)
 
     @property
     def by_module(self) -> dict[str, dict[str, int]]:
@@ -76,14 +84,16 @@ class OpReport:
     def energy(self, profile="45nm") -> dict:
         """Energy in joules per module and in total, priced with ``profile`` (name, path or Profile).
 
-        Returns ``{"profile", "source", "total": {...}, "by_module": {path: {...}}}``, each entry with
-        ``mac_j, ac_j, neuron_j, spike_j, compute_j, memory_j, total_j``.
+        Returns ``{"profile", "source", "memory_priced", "lower_bound", "uncounted", "total": {...},
+        "by_module": {path: {...}}}``, each entry with ``mac_j, ac_j, neuron_j, spike_j, compute_j,
+        memory_j, total_j``; ``lower_bound`` is True when ops in ``uncounted`` ran without a rule.
         """
         p = load_profile(profile)
         by_module = {path: module_energy(row, p) for path, row in self.by_module.items()}
         keys = ("mac_j", "ac_j", "neuron_j", "spike_j", "compute_j", "memory_j", "total_j")
         total = {k: sum(e[k] for e in by_module.values()) for k in keys}
         return {"profile": p.name, "source": p.source, "memory_priced": p.memory_pj_per_byte is not None,
+                "lower_bound": self.lower_bound, "uncounted": sorted(self.uncounted),
                 "total": total, "by_module": by_module}
 
     def rows(self) -> list[list[str]]:
@@ -102,11 +112,16 @@ class OpReport:
 
     def table(self) -> str:
         """Aligned text table: one row per module, then the totals."""
-        return format_table(["module", "type", *(title for _, title in _COLUMNS)], self.rows())
+        text = format_table(["module", "type", *(title for _, title in _COLUMNS)], self.rows())
+        if self.uncounted:
+            text += ("\nlower bound: no counting rule for " + ", ".join(f"{op} ({n} calls)" for op, n in
+                                                                 sorted(self.uncounted.items())))
+        return text
 
     def as_dict(self) -> dict:
         totals = {k: self.total(k) for k in KEYS}
-        return {"event_driven": self.event_driven, "totals": totals, "by_module": self.by_module,
+        return {"event_driven": self.event_driven, "totals": totals, "lower_bound": self.lower_bound,
+                "uncounted": self.uncounted, "by_module": self.by_module,
                 "by_op": self.by_op, "firing_rates": self.firing_rates, "neurons": self.neurons,
                 "module_types": {p: t for p, t in self.module_types.items() if p in self.by_module}}
 
