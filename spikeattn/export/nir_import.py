@@ -185,16 +185,21 @@ class NIRNet(nn.Module):
     """The imported graph: ``forward(x [T, B, ...]) -> [T, B, ...]``; ``trace(x)`` gives every node's output.
 
     Modules live in ``self.nodes`` under the NIR names with "." replaced by "_" (``self.keys`` maps
-    NIR name -> key). Stateless: each call starts every neuron from its initial membrane.
+    NIR name -> key, made unique). Stateless: each call starts every neuron from its initial membrane.
     """
 
     def __init__(self, order: list[str], inputs: dict[str, list[str]], modules: dict[str, nn.Module | None],
-                 input_shape: tuple[int, ...] | None, dt: float):
+                 input_name: str, output_name: str, input_shape: tuple[int, ...] | None, dt: float):
         super().__init__()
         self.order, self.inputs, self.dt = order, inputs, dt
-        self.input_name, self.output_name = order[0], order[-1]
+        self.input_name, self.output_name = input_name, output_name
         self.input_shape = input_shape
-        self.keys = {n: n.replace(".", "_") for n in order}
+        self.keys = {}
+        for n in order:   # module names cannot hold "."; "a.b" and "a_b" must not share a key
+            key = n.replace(".", "_")
+            while key in self.keys.values():
+                key += "_"
+            self.keys[n] = key
         self.nodes = nn.ModuleDict({self.keys[n]: m for n, m in modules.items() if m is not None})
 
     def trace(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -301,11 +306,13 @@ def from_nir(graph_or_path, dt: float | None = None) -> NIRNet:
         raise ValueError(f"NIR edges name unknown nodes: {bad}")
     order = _topological(names, edges)
     inputs = {n: [a for a, b in edges if b == n] for n in names}
-    reachable = [n for n in order if n == kinds["Input"][0] or inputs[n]]
-    if order[0] != kinds["Input"][0] or order[-1] != kinds["Output"][0] or len(reachable) != len(order):
-        cut = [n for n in order if not inputs[n] and n != kinds["Input"][0]]
-        raise ValueError(f"NIR graph must run from its Input to its Output; nodes without input: {cut}")
+    (source,), (sink,) = kinds["Input"], kinds["Output"]
+    cut = [n for n in order if not inputs[n] and n != source] + ([source] if inputs[source] else [])
+    if cut:
+        raise ValueError(f"NIR graph must run from its Input: node(s) {cut} get no input from it "
+                         "(or the Input node has incoming edges)")
     sur = sg.ATan(2.0)
     modules = {n: NODES[type(graph.nodes[n]).__name__](graph.nodes[n], n, dt, sur) for n in order}
-    shape = graph.nodes[order[0]].input_type.get("input")
-    return NIRNet(order, inputs, modules, tuple(int(s) for s in np.asarray(shape).reshape(-1)) if shape is not None else None, dt)
+    shape = (graph.nodes[source].input_type or {}).get("input")
+    shape = None if shape is None else tuple(int(s) for s in np.asarray(shape).reshape(-1))
+    return NIRNet(order, inputs, modules, source, sink, shape, dt)

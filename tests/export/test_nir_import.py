@@ -250,3 +250,20 @@ def test_imported_net_trains():
         net(x).sum().backward()
         grads = [p.grad for p in net.parameters()]
         assert grads and all(gr is not None and gr.abs().sum() > 0 for gr in grads)
+
+
+def test_node_names_that_sanitize_alike_stay_apart():
+    """"a.b" and "a_b" both become module key "a_b" unless made unique: each node keeps its own module."""
+    g = _graph({"input": nir.Input(input_type=np.array([2])), "a.b": nir.Linear(weight=np.eye(2, dtype=np.float32) * 2),
+                "a_b": nir.Linear(weight=np.eye(2, dtype=np.float32) * 3), "output": nir.Output(output_type=np.array([2]))})
+    net = from_nir(g)
+    assert len(set(net.keys.values())) == 4
+    assert torch.equal(net(torch.ones(1, 1, 2)).detach(), torch.full((1, 1, 2), 6.0))
+
+
+def test_node_without_input_is_named():
+    g = _lif_graph()
+    g.nodes["orphan"] = nir.Linear(weight=np.eye(10, dtype=np.float32))
+    g.edges.append(("orphan", "output"))
+    with pytest.raises(ValueError, match=r"node\(s\) \['orphan'\] get no input"):
+        from_nir(g)
