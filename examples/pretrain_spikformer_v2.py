@@ -20,7 +20,6 @@ finetune-<seed>/, scratch-<seed>/, reconstructions.png, result.json (and --resul
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import time
 from pathlib import Path
@@ -29,17 +28,15 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-import spikeattn as sa
 from spikeattn.data import fashion_mnist
 from spikeattn.data.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from spikeattn.models.spikformer_mae import patchify, unpatchify
-from spikeattn.train import TrainConfig, accuracy, train
-from spikeattn.train.bn import recalibrate_bn
+from spikeattn.recipes import V2PretrainRecipe, fit_spikformer, pretrain_spikformer_v2, v2_finetune_recipe
+from spikeattn.recipes.spikformer_v2 import V2_PRESET as PRESET
+from spikeattn.train.metrics import write_json
 from spikeattn.train.model_file import load_model
-from spikeattn.train.pretrain import init_from, pretrain, random_keep_mask
-from spikeattn.train.probe import fit_head
+from spikeattn.train.pretrain import random_keep_mask
 
-PRESET = "spikformer-v2-mini-fmnist"
 RESULT = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "spikformer_v2_pretrain_cpu.json"
 
 # ---------------------------------------------------------------------------------------------- config
@@ -49,25 +46,25 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="a few hundred images and tens of steps (CI)")
     p.add_argument("--labels", type=int, default=1000, help="labelled training images for fine-tuning / scratch")
-    p.add_argument("--pretrain-steps", type=int, default=4800, help="pretraining steps (batch 128)")
-    p.add_argument("--pretrain-lr", type=float, default=2e-3)
-    # MAE's 75% is for 196 ImageNet patches; on this 7x7 grid less masking transfers better. Chosen on
-    # --holdout 10000 (5 draws, validation gain in points): 0.9: -0.64, 0.75: +2.06, 0.5: +3.97, 0.4: +4.87, 0.3: +4.77.
-    p.add_argument("--mask-ratio", type=float, default=0.4)
-    # MAE's norm_pix_loss (each target patch normalised by its own mean/std) hurts here: 4x4-pixel patches
-    # of Fashion-MNIST are mostly flat background, whose normalised pixels are amplified noise. Measured
-    # with 4800 pretraining steps over 3 label draws (mask 0.75, an earlier session): -0.83 points with it, +2.04 without.
-    p.add_argument("--norm-pix", action=argparse.BooleanOptionalAction, default=False,
+    pre, tune = V2PretrainRecipe(), v2_finetune_recipe()  # the measured defaults (reasons in their modules)
+    p.add_argument("--pretrain-steps", type=int, default=pre.steps)
+    p.add_argument("--pretrain-batch-size", type=int, default=pre.batch_size)
+    p.add_argument("--pretrain-lr", type=float, default=pre.lr)
+    p.add_argument("--mask-ratio", type=float, default=pre.mask_ratio)
+    p.add_argument("--norm-pix", action=argparse.BooleanOptionalAction, default=pre.norm_pix,
                    help="reconstruct each patch normalised by its own mean/std (MAE's norm_pix_loss)")
-    p.add_argument("--decoder-dim", type=int, default=64)
-    p.add_argument("--decoder-depth", type=int, default=1)
-    p.add_argument("--finetune-steps", type=int, default=300, help="steps (batch 64) for BOTH fine-tuning and scratch")
-    p.add_argument("--finetune-lr", type=float, default=2e-3)
+    p.add_argument("--decoder-dim", type=int, default=pre.decoder_dim)
+    p.add_argument("--decoder-depth", type=int, default=pre.decoder_depth)
+    p.add_argument("--finetune-steps", type=int, default=tune.steps, help="steps for BOTH fine-tuning and scratch")
+    p.add_argument("--finetune-batch-size", type=int, default=tune.batch_size)
+    p.add_argument("--finetune-lr", type=float, default=tune.lr)
     p.add_argument("--head-init", choices=("random", "probe"), default="random",
                    help="both arms: the classifier head starts random, or fitted to the initial features (LP-FT)")
     p.add_argument("--T", type=int, default=1, help="time steps for fine-tuning and scratch (1 or 4...)")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--data", default=None, help="Fashion-MNIST folder (default: /usr/share/datasets/fashion-mnist)")
+    p.add_argument("--train-limit", type=int, default=None, help="the first N training images only")
+    p.add_argument("--test-limit", type=int, default=None, help="the first N test images only")
     p.add_argument("--out", default="runs/spikformer_v2")
     p.add_argument("--result", default=None, help=f"also write the result JSON here (full run default: {RESULT})")
     p.add_argument("--seed", type=int, default=0)
@@ -80,8 +77,18 @@ def parse_args(argv=None):
     p.add_argument("--pretrained", default=None, metavar="FILE",
                    help="skip step 1 and fine-tune from this pretrained.pt (it must have been pretrained on the "
                         "same images: same --holdout; checked by their count)")
+    p.add_argument("--log-every", type=int, default=None, help="steps between train-loss lines (default: the recipes')")
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.quick:  # QUICK replaces the defaults; flags given on the command line still win
+        p.set_defaults(**QUICK)
+        args = p.parse_args(argv)
+    return args
+
+
+# `--quick` (CI): a few hundred images and tens of steps.
+QUICK = dict(train_limit=600, test_limit=500, labels=200, pretrain_steps=20, pretrain_batch_size=32,
+             finetune_steps=30, finetune_batch_size=32, seeds=2, log_every=10)
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -89,22 +96,13 @@ def parse_args(argv=None):
 
 def classify(args, labelled, test_set, out: Path, pretrained: Path | None, seed: int) -> dict:
     """Train a classifier on ``labelled`` (from ``pretrained`` or from scratch), recalibrate BN, test it."""
-    torch.manual_seed(seed)
-    model = sa.models.spikformer(PRESET, T=args.T)
-    if pretrained is not None:
-        init_from(model, pretrained)
-    if args.head_init == "probe":  # both arms: the head starts as a logistic regression on the initial features
-        fit_head(model, labelled)
-    config = TrainConfig(steps=args.finetune_steps, batch_size=32 if args.quick else 64, lr=args.finetune_lr,
-                         weight_decay=0.05, warmup_steps=max(1, args.finetune_steps // 10), grad_clip=1.0,
-                         log_every=10 if args.quick else 50, out_dir=str(out), seed=seed,
-                         progress=not args.no_progress)
-    start = time.perf_counter()
-    summary = train(model, labelled, config)
-    recalibrate_bn(model, labelled, batches=4, batch_size=250)
-    acc = accuracy(model, test_set)
-    return {"test_acc": acc, "steps": summary["steps"], "epochs": summary["epochs"],
-            "final_train_loss": summary["final_train_loss"], "wall_s": time.perf_counter() - start}
+    config = v2_finetune_recipe(
+        overrides={"T": args.T}, init_from=str(pretrained) if pretrained else None, head_init=args.head_init,
+        steps=args.finetune_steps, warmup_steps=max(1, args.finetune_steps // 10), batch_size=args.finetune_batch_size,
+        lr=args.finetune_lr, out=str(out), seed=seed, progress=not args.no_progress,
+        **({"log_every": args.log_every} if args.log_every else {}))
+    _, result = fit_spikformer(config, labelled, test_set)
+    return {k: result[k] for k in ("test_acc", "steps", "epochs", "final_train_loss", "wall_s")}
 
 
 @torch.no_grad()
@@ -137,20 +135,12 @@ def save_reconstructions(mae, images: torch.Tensor, mask_ratio: float, path: Pat
 
 def pretrain_encoder(args, images, out: Path) -> tuple[nn.Module, dict]:
     """Step 1: masked-image pretraining of a fresh encoder on ``images`` (labels dropped)."""
-    torch.manual_seed(args.seed)
-    encoder = sa.models.spikformer(PRESET)
-    config = TrainConfig(steps=args.pretrain_steps, batch_size=32 if args.quick else 128, lr=args.pretrain_lr,
-                         weight_decay=0.05, betas=(0.9, 0.95), warmup_steps=max(1, args.pretrain_steps // 20),
-                         grad_clip=1.0, log_every=10 if args.quick else 100, out_dir=str(out / "pretrain"),
-                         seed=args.seed, progress=not args.no_progress)
-    start = time.perf_counter()
-    mae, summary = pretrain(encoder, images, config, mask_ratio=args.mask_ratio, norm_pix=args.norm_pix,
-                            decoder_dim=args.decoder_dim, decoder_depth=args.decoder_depth)
-    info = {"steps": summary["steps"], "batch_size": config.batch_size, "lr": args.pretrain_lr,
-            "final_loss": summary["final_train_loss"], "wall_s": time.perf_counter() - start,
-            "file": summary["pretrained"], "mask_ratio": args.mask_ratio, "norm_pix": args.norm_pix,
-            "decoder": {"dim": args.decoder_dim, "depth": args.decoder_depth}}
-    return mae, info
+    config = V2PretrainRecipe(
+        mask_ratio=args.mask_ratio, norm_pix=args.norm_pix, decoder_dim=args.decoder_dim, decoder_depth=args.decoder_depth,
+        steps=args.pretrain_steps, batch_size=args.pretrain_batch_size, lr=args.pretrain_lr,
+        warmup_steps=max(1, args.pretrain_steps // 20), out=str(out / "pretrain"), seed=args.seed,
+        progress=not args.no_progress, **({"log_every": args.log_every} if args.log_every else {}))
+    return pretrain_spikformer_v2(config, images)
 
 
 def reused_pretraining(path, images: int) -> dict:
@@ -171,17 +161,15 @@ def reused_pretraining(path, images: int) -> dict:
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    train_limit, test_limit, labels = (600, 500, 200) if args.quick else (None, None, args.labels)
-    if args.quick:
-        args.pretrain_steps, args.finetune_steps, args.seeds = 20, 30, 2
-    images = fashion_mnist("train", root=args.data, limit=train_limit)   # pretraining ignores its labels
+    labels = args.labels
+    images = fashion_mnist("train", root=args.data, limit=args.train_limit)   # pretraining ignores its labels
     if args.holdout:  # validation: the held-out images are neither pretrained on nor labelled
         if not 0 < args.holdout <= len(images) - labels:
             raise ValueError(f"--holdout must leave at least {labels} training images, got {args.holdout} of {len(images)}")
         split = len(images) - args.holdout
         images, test_set = Subset(images, range(split)), Subset(images, range(split, len(images)))
     else:
-        test_set = fashion_mnist("test", root=args.data, limit=test_limit)
+        test_set = fashion_mnist("test", root=args.data, limit=args.test_limit)
     evaluated_on = f"validation (last {args.holdout} training images)" if args.holdout else "test"
     print(f"{PRESET}: pretrain on {len(images)} unlabelled images, fine-tune on {labels} labels "
           f"({args.seeds} draws), evaluate on {len(test_set)} {'held-out training' if args.holdout else 'test'} "
@@ -226,10 +214,10 @@ def run(args) -> dict:
               "finetune_budget": {"steps": args.finetune_steps, "lr": args.finetune_lr, "head_init": args.head_init},
               "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
               "threads": args.threads, "quick": args.quick, "date": time.strftime("%Y-%m-%d")}
-    (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_json(result, out / "result.json")
     record = args.result or (None if args.quick or args.holdout or args.pretrained else RESULT)
     if record:
-        Path(record).write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, record)
     print(f"{result['wall_s']:.0f} s wall / {result['cpu_s']:.0f} s CPU; results in {out}/")
     return result
 

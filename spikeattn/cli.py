@@ -1,6 +1,6 @@
-"""The ``spikeattn`` command: train, count, generate, export, lava-run, bench.
+"""The ``spikeattn`` command: train, pretrain, count, generate, export, lava-run, bench.
 
-Each subcommand is a thin layer over the package (``spikeattn.train``, ``spikeattn.opcount``,
+Each subcommand is a thin layer over the package (``spikeattn.recipes``, ``spikeattn.opcount``,
 ``spikeattn.models``); heavy imports happen inside the subcommand that needs them.
 """
 
@@ -36,60 +36,46 @@ def _model(spec: str, overrides: dict | None = None):
     return build(spec, **(overrides or {})).eval(), {}
 
 
-def cmd_train(args) -> None:
+def _recipes() -> dict:
+    """``spikeattn train <family>``: the family's recipe class and the function that runs it."""
+    from spikeattn import recipes
+
+    return {"spikformer": (recipes.SpikformerRecipe, recipes.fit_spikformer),
+            "spikegpt": (recipes.SpikeGPTRecipe, recipes.fit_spikegpt)}
+
+
+def _fit(args, recipe_cls, fit, what: str):
+    """Build the recipe from the flags and run it; SIGINT/SIGTERM checkpoint and exit (128 + signal)."""
     import torch
-    import torch.nn.functional as F
 
-    import spikeattn as sa
-    from spikeattn.train.model_file import save_model
+    from spikeattn.recipes import from_flags
+    from spikeattn.train import Interrupted, stop_on_signals
 
-    torch.manual_seed(args.seed)
-    config = sa.train.TrainConfig(
-        steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup_steps=min(50, args.steps // 10),
-        out_dir=args.out, max_minutes=args.max_minutes, seed=args.seed, progress=not args.no_progress,
-    )
-    if args.family != "spikformer" and (args.pretrain or args.init_from):
-        raise SystemExit("--pretrain and --init-from are for `spikeattn train spikformer`")
-    if args.family == "spikformer":
-        model = sa.models.spikformer(args.preset, **_overrides(args.set or []))
-        if (model.config.img_size, model.config.in_channels) != (28, 1):
-            raise SystemExit("`spikeattn train spikformer` trains on Fashion-MNIST: use a 28x28 grey preset "
-                             "(spikformer-mini-fmnist) or --set img_size=28 in_channels=1")
-        train_set = sa.data.fashion_mnist("train", root=args.data, limit=args.limit)
-        test_set = sa.data.fashion_mnist("test", root=args.data, limit=args.limit)
-        if args.pretrain:
-            if model.config.stem != "scs":
-                raise SystemExit(f"--pretrain needs a Spikformer V2 (SCS stem: its masking survives the convolutions); "
-                                 f"{args.preset} has stem={model.config.stem!r}: use spikformer-v2-mini-fmnist")
-            _, summary = sa.train.pretrain(model, train_set, config, mask_ratio=args.mask_ratio)
-            print(f"pretrained {summary['steps']} steps, final masked-patch loss {summary['final_train_loss']:.4f}; "
-                  f"encoder saved to {summary['pretrained']} (fine-tune with --init-from)")
-            return
-        if args.init_from:
-            try:
-                sa.train.init_from(model, args.init_from)
-            except (FileNotFoundError, ValueError) as e:
-                raise SystemExit(f"--init-from: {e}") from None
-        summary = sa.train.train(model, train_set, config, eval_set=test_set)
-        from spikeattn.train.bn import recalibrate_bn
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = from_flags(recipe_cls, args, **({"overrides": _overrides(args.set)} if args.set else {}))
+    try:
+        with stop_on_signals() as stop:
+            return fit(config, stop=stop)
+    except Interrupted as e:
+        print(f"{what}: {e}; continue with the same command and --resume", file=sys.stderr)
+        raise SystemExit(128 + (e.signum or 0)) from None
 
-        recalibrate_bn(model, train_set, batches=min(40, -(-len(train_set) // 256)))
-        summary["test_acc"] = sa.train.accuracy(model, test_set)
-        extra = {"test_acc": summary["test_acc"], "preset": args.preset, "overrides": _overrides(args.set or [])}
-    else:
-        from spikeattn.data.text import CharCorpus, TextWindows, shakespeare_text
 
-        corpus = CharCorpus(Path(args.data).read_text(encoding="utf-8") if args.data else shakespeare_text(), 0.05)
-        model = sa.models.spikegpt(args.preset, vocab_size=corpus.vocab_size, **_overrides(args.set or []))
-        block = model.config.context
-        train_set = TextWindows(corpus.train, block, n_windows=args.steps * args.batch_size, seed=args.seed)
-        eval_set = TextWindows(corpus.val[: 256 * block + 1], block)
-        loss = lambda logits, y: F.cross_entropy(logits.flatten(0, 1), y.flatten())  # noqa: E731
-        summary = sa.train.train(model, train_set, config, eval_set=eval_set, loss_fn=loss)
-        extra = {"chars": corpus.chars, "preset": args.preset, "overrides": _overrides(args.set or [])}
-    path = save_model(model, Path(args.out) / "model.pt", **extra)
-    print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, (list, dict))}, indent=1, default=str))
-    print(f"model saved to {path}")
+def cmd_train(args) -> None:
+    recipe_cls, fit = _recipes()[args.family]
+    _, result = _fit(args, recipe_cls, fit, f"train {args.family}")
+    print(json.dumps({k: v for k, v in result.items() if not isinstance(v, (list, dict))}, indent=1, default=str))
+    print(f"model saved to {Path(result['recipe']['out']) / 'model.pt'}")
+
+
+def cmd_pretrain(args) -> None:
+    from spikeattn.recipes import V2PretrainRecipe, pretrain_spikformer_v2
+
+    _, info = _fit(args, V2PretrainRecipe, pretrain_spikformer_v2, "pretrain")
+    print(f"pretrained {info['steps']} steps, final masked-patch loss {info['final_loss']:.4f}; encoder saved to "
+          f"{info['file']} (fine-tune: spikeattn train spikformer --preset {info['recipe']['preset']} "
+          f"--init-from {info['file']})")
 
 
 def cmd_count(args) -> None:
@@ -210,29 +196,31 @@ def cmd_bench(args) -> None:
     raise SystemExit(subprocess.call([sys.executable, str(script), *args.rest]))
 
 
+def _run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
+                   help="model config overrides, Python literals (e.g. T=4 dim=96)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch.set_num_threads (default: torch's choice); runs are bit-reproducible per thread count")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="spikeattn", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train a model preset and save it as one file")
-    t.add_argument("family", choices=("spikformer", "spikegpt"))
-    t.add_argument("--preset", help="preset name (default: the family's small demo preset)")
-    t.add_argument("--data", help="Fashion-MNIST folder (spikformer) or a UTF-8 text file (spikegpt)")
-    t.add_argument("--set", nargs="*", default=None, metavar="KEY=VALUE",
-                   help="preset config overrides, Python literals (e.g. T=4 dim=96)")
-    t.add_argument("--steps", type=int, default=500)
-    t.add_argument("--limit", type=int, default=None, help="use only the first N images of each split (spikformer)")
-    t.add_argument("--batch-size", type=int, default=64)
-    t.add_argument("--lr", type=float, default=2e-3)
-    t.add_argument("--max-minutes", type=float, default=None)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", default="runs/cli")
-    t.add_argument("--no-progress", action="store_true")
-    t.add_argument("--pretrain", action="store_true",
-                   help="spikformer: masked-image pretraining without labels (writes OUT/pretrained.pt)")
-    t.add_argument("--mask-ratio", type=float, default=0.75, help="with --pretrain: fraction of patches masked")
-    t.add_argument("--init-from", help="spikformer: start from a pretrained encoder (pretrained.pt or ckpt.pt)")
-    t.set_defaults(func=cmd_train)
+    from spikeattn.recipes import V2PretrainRecipe, add_flags
+
+    t = sub.add_parser("train", help="train a model with its family's recipe and save it as OUT/model.pt")
+    families = t.add_subparsers(dest="family", required=True, metavar="{spikformer,spikegpt}")
+    for family, (recipe_cls, _) in _recipes().items():
+        f = families.add_parser(family, help=f"{recipe_cls.__name__}: its fields as flags, its defaults the measured ones")
+        add_flags(f, recipe_cls)
+        _run_flags(f)
+        f.set_defaults(func=cmd_train)
+
+    pre = sub.add_parser("pretrain", help="masked-image pretraining of a Spikformer V2 encoder (writes OUT/pretrained.pt)")
+    add_flags(pre, V2PretrainRecipe)
+    _run_flags(pre)
+    pre.set_defaults(func=cmd_pretrain)
 
     c = sub.add_parser("count", help="count operations and energy of a model file or preset")
     c.add_argument("model", help="a model file or a preset name")
@@ -288,9 +276,14 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
     """``--debug`` before or after the subcommand: show the traceback instead of a one-line error."""
     parser.add_argument("--debug", action="store_true", help="on an error, print the Python traceback")
-    for action in parser._subparsers._group_actions:
-        for sub in action.choices.values():
-            sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+    def add(p: argparse.ArgumentParser) -> None:  # every subcommand, and `train`'s families below it
+        for action in getattr(p._subparsers, "_group_actions", ()):
+            for sub in action.choices.values():
+                sub.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+                add(sub)
+
+    add(parser)
 
 
 # Errors a user can cause and fix (bad arguments, files, missing extras): their message is the whole story.
@@ -301,8 +294,6 @@ def main(argv: list[str] | None = None) -> None:
     parser = build_parser()
     _add_debug_flag(parser)
     args = parser.parse_args(argv)
-    if getattr(args, "preset", "unset") is None:
-        args.preset = "spikformer-mini-fmnist" if args.family == "spikformer" else "spikegpt-demo"
     if args.debug:
         return args.func(args)
     try:

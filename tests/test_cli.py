@@ -12,7 +12,7 @@ from spikeattn.cli import build_parser, main
 from spikeattn.train.model_file import load_model
 
 
-@pytest.mark.parametrize("command", ["train", "count", "generate", "export", "lava-run", "bench"])
+@pytest.mark.parametrize("command", ["train", "pretrain", "count", "generate", "export", "lava-run", "bench"])
 def test_help(command, capsys):
     with pytest.raises(SystemExit) as exit_:
         main([command, "--help"])
@@ -46,8 +46,8 @@ def test_set_parses_literals():
 
 def test_train_spikformer_then_count(tmp_path, capsys):
     torch.set_num_threads(1)
-    main(["train", "spikformer", "--steps", "2", "--batch-size", "8", "--set", "T=1", "--limit", "64",
-          "--out", str(tmp_path), "--no-progress"])
+    main(["train", "spikformer", "--steps", "2", "--batch-size", "8", "--set", "T=1", "--train-limit", "64",
+          "--test-limit", "64", "--out", str(tmp_path), "--no-progress"])
     model, extra = load_model(tmp_path / "model.pt")
     assert model.config.T == 1
     assert extra["preset"] == "spikformer-mini-fmnist" and extra["overrides"] == {"T": 1}
@@ -60,7 +60,7 @@ def test_train_spikegpt_then_generate(tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text("to be or not to be, that is the question. " * 40)
     main(["train", "spikegpt", "--data", str(text), "--steps", "2", "--batch-size", "4",
-          "--set", "n_layers=1", "dim=32", "context=16", "--out", str(tmp_path), "--no-progress"])
+          "--set", "n_layers=1", "dim=32", "--block", "16", "--out", str(tmp_path), "--no-progress"])
     capsys.readouterr()
     main(["generate", str(tmp_path / "model.pt"), "--prompt", "to be", "--tokens", "10"])
     sample = capsys.readouterr().out.strip()
@@ -125,16 +125,17 @@ def test_bench_unknown_op():
 
 def test_pretrain_then_finetune_from_it(tmp_path, capsys):
     torch.set_num_threads(1)
-    common = ["--preset", "spikformer-v2-mini-fmnist", "--steps", "2", "--batch-size", "8", "--limit", "32",
+    common = ["--preset", "spikformer-v2-mini-fmnist", "--steps", "2", "--batch-size", "8", "--train-limit", "32",
               "--no-progress"]
-    main(["train", "spikformer", "--pretrain", "--out", str(tmp_path / "pre"), *common])
+    main(["pretrain", "--out", str(tmp_path / "pre"), *common])
     pretrained = tmp_path / "pre" / "pretrained.pt"
-    assert pretrained.is_file() and "fine-tune with --init-from" in capsys.readouterr().out
-    main(["train", "spikformer", "--init-from", str(pretrained), "--out", str(tmp_path / "ft"), *common])
+    assert pretrained.is_file() and f"--init-from {pretrained}" in capsys.readouterr().out
+    main(["train", "spikformer", "--init-from", str(pretrained), "--test-limit", "32", "--out", str(tmp_path / "ft"),
+          *common])
     model, extra = load_model(tmp_path / "ft" / "model.pt")
     assert model.config.stem == "scs" and 0.0 <= extra["test_acc"] <= 1.0
     with pytest.raises(SystemExit, match="SCS stem"):      # V1's SPS does not keep masked patches masked
-        main(["train", "spikformer", "--pretrain", "--steps", "1", "--out", str(tmp_path / "v1")])
+        main(["pretrain", "--preset", "spikformer-mini-fmnist", "--steps", "1", "--out", str(tmp_path / "v1")])
     with pytest.raises(SystemExit, match="pretrained file not found|not found"):
-        main(["train", "spikformer", "--init-from", str(tmp_path / "nope.pt"), "--steps", "1", "--limit", "8",
+        main(["train", "spikformer", "--init-from", str(tmp_path / "nope.pt"), "--steps", "1", "--train-limit", "8",
               "--out", str(tmp_path / "x")])

@@ -28,6 +28,7 @@ from spikeattn.train.checkpoint import load_checkpoint, rng_state, save_checkpoi
 from spikeattn.train.container import load_state_checked
 from spikeattn.train.config import RESUMABLE_CHANGES, TrainConfig
 from spikeattn.train.distributed import DistContext, all_reduce_sum, broadcast_flag, setup_distributed
+from spikeattn.train.interrupt import Interrupted, StopRequest
 from spikeattn.train.metrics import MetricsLog, plot_curves, write_json
 from spikeattn.train.schedule import make_scheduler
 
@@ -43,7 +44,7 @@ def _default_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def train(model: nn.Module, train_set: Dataset, config: TrainConfig, eval_set: Dataset | None = None,
           forward: Forward | None = None, loss_fn: Callable | None = None,
-          augment: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
+          augment: Callable[[torch.Tensor], torch.Tensor] | None = None, stop: StopRequest | None = None) -> dict:
     """Train ``model`` on ``train_set`` (items ``(x, y)``) and return the run summary.
 
     Args:
@@ -64,12 +65,12 @@ def train(model: nn.Module, train_set: Dataset, config: TrainConfig, eval_set: D
     ctx = setup_distributed(config.device)
     try:
         return _train(model, train_set, config, eval_set, forward or _default_forward,
-                      loss_fn or F.cross_entropy, augment, ctx)
+                      loss_fn or F.cross_entropy, augment, stop, ctx)
     finally:
         ctx.close()
 
 
-def _train(model, train_set, config, eval_set, forward, loss_fn, augment, ctx: DistContext) -> dict:
+def _train(model, train_set, config, eval_set, forward, loss_fn, augment, stop, ctx: DistContext) -> dict:
     out = Path(config.out_dir)
     if config.batch_size % ctx.world_size:
         raise ValueError(f"batch_size ({config.batch_size}) must be divisible by the number of processes ({ctx.world_size})")
@@ -97,7 +98,7 @@ def _train(model, train_set, config, eval_set, forward, loss_fn, augment, ctx: D
         history = _resume(out / CHECKPOINT_NAME, config, ctx, batches_per_epoch, raw_model, optimizer, scheduler,
                           scaler, pos, window)
     log = MetricsLog(out / "metrics.jsonl", enabled=ctx.is_main, history=history)
-    start, last_eval, stopped_early = time.perf_counter(), -1, False
+    start, last_eval, stopped_early, interrupted = time.perf_counter(), -1, False, False
 
     def checkpoint():
         elapsed = pos["elapsed"] + time.perf_counter() - start  # wall time over all resumed segments
@@ -110,7 +111,7 @@ def _train(model, train_set, config, eval_set, forward, loss_fn, augment, ctx: D
 
     bar = tqdm(total=total_steps, initial=pos["step"], disable=not (ctx.is_main and config.progress), dynamic_ncols=True)
     model.train()
-    while pos["step"] < total_steps and not stopped_early:
+    while pos["step"] < total_steps and not (stopped_early or interrupted):
         for x, y in _epoch_batches(train_set, ctx, config, per_rank, pos["epoch"], pos["batch_in_epoch"]):
             lr = optimizer.param_groups[0]["lr"]  # the lr this step uses (the scheduler moves it after)
             x = x.to(ctx.device)
@@ -132,12 +133,17 @@ def _train(model, train_set, config, eval_set, forward, loss_fn, augment, ctx: D
                 checkpoint()
             if config.max_minutes is not None:
                 stopped_early = broadcast_flag(ctx, time.perf_counter() - start > 60 * config.max_minutes)
-            if pos["step"] >= total_steps or stopped_early:
+            if stop is not None and pos["step"] < total_steps:
+                interrupted = broadcast_flag(ctx, stop.is_set())
+            if pos["step"] >= total_steps or stopped_early or interrupted:
                 break
         else:  # the epoch ran out: the next batch is the first of the next epoch
             pos["epoch"] += 1
             pos["batch_in_epoch"] = 0
     bar.close()
+    if interrupted:  # no evaluation: save the state and leave as soon as possible
+        checkpoint()
+        raise Interrupted(pos["step"], out / CHECKPOINT_NAME, stop.signum)
     if last_eval != pos["step"]:
         evaluate()
     checkpoint()

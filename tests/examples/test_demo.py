@@ -45,11 +45,11 @@ def test_demo_lava_step(capsys):
 
     demo = load_demo()
     model = sa.models.spikformer("spikformer-mini-fmnist", T=1)
-    result = demo.export_and_run_lava(model, 8, 2.0)
+    result = demo.export_and_run_lava(model, 8)
     out = capsys.readouterr().out
     assert result is not None, out
     assert result["model"] == "spikformer", out   # the Spikformer itself runs in Lava
     assert result["prediction_agreement"] == 1.0 and result["max_abs_logit_diff"] < 1e-4
     assert result["lava_acc"] == result["torch_acc"]
-    assert demo.export_and_run_lava(model, 0, 2.0) is None
+    assert demo.export_and_run_lava(model, 0) is None
     assert "Lava: skipped: --lava-images 0" in capsys.readouterr().out

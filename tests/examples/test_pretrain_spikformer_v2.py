@@ -71,7 +71,7 @@ def test_pretrained_file_is_reused_and_must_match_the_images(example, monkeypatc
     monkeypatch.setattr(example, "RESULT", tmp_path / "must-not-be-written.json")
     first = quick(example, "--out", tmp_path / "a", "--mask-ratio", 0.6)
     file = tmp_path / "a" / "pretrain" / "pretrained.pt"
-    monkeypatch.setattr(example, "pretrain", lambda *a, **k: pytest.fail("step 1 ran despite --pretrained"))
+    monkeypatch.setattr(example, "pretrain_spikformer_v2", lambda *a, **k: pytest.fail("step 1 ran despite --pretrained"))
     again = quick(example, "--out", tmp_path / "b", "--pretrained", file)
     with pytest.raises(ValueError, match="pretrained on 600 images, this run pretrains on 500"):
         quick(example, "--holdout", 100, "--pretrained", file, "--out", tmp_path / "c")
@@ -82,9 +82,11 @@ def test_pretrained_file_is_reused_and_must_match_the_images(example, monkeypatc
 
 
 def test_head_init_probe_fits_the_head_of_both_arms(example, monkeypatch, tmp_path):
+    import spikeattn.recipes.spikformer as recipe
+
     fitted = []
-    real_fit = example.fit_head
-    monkeypatch.setattr(example, "fit_head", lambda model, data: fitted.append(len(data)) or real_fit(model, data))
+    real_fit = recipe.fit_head
+    monkeypatch.setattr(recipe, "fit_head", lambda model, data: fitted.append(len(data)) or real_fit(model, data))
     result = quick(example, "--head-init", "probe", "--out", tmp_path)
     assert fitted == [200] * 4                                  # 2 draws x (fine-tuned, scratch), on the labels only
     assert result["finetune_budget"]["head_init"] == "probe"

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from spikeattn.models import spikformer
+
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
@@ -16,7 +18,7 @@ def test_quick_run_and_reload(monkeypatch, tmp_path):
     example = importlib.import_module("train_spikformer")
     threads = torch.get_num_threads()
     try:
-        model, result = example.run(example.parse_args(["--quick", "--threads", "1", "--out", str(tmp_path), "--no-progress"]))
+        model, result = example.main(["--quick", "--threads", "1", "--out", str(tmp_path), "--no-progress"])
     finally:
         torch.set_num_threads(threads)
     assert result["test_acc"] > 0.25, result  # 10 classes: chance is 0.10
@@ -24,7 +26,8 @@ def test_quick_run_and_reload(monkeypatch, tmp_path):
     assert extra["test_acc"] == result["test_acc"]
     # rebuildable by name: the preset and its overrides travel with the weights
     assert extra["preset"] == "spikformer-mini-fmnist" and extra["overrides"] == result["overrides"]
-    assert loaded.config == example.build_model(extra["preset"], extra["overrides"]).config
+    assert loaded.config == spikformer(extra["preset"], **extra["overrides"]).config
+    assert extra["recipe"]["steps"] == 60 and extra["recipe"]["train_limit"] == 640  # --quick's overrides
     x = torch.rand(3, 1, 28, 28)
     model.eval()
     with torch.no_grad():
@@ -35,7 +38,7 @@ def test_bad_override(monkeypatch):
     monkeypatch.syspath_prepend(str(EXAMPLES))
     example = importlib.import_module("train_spikformer")
     with pytest.raises(ValueError, match="key=value"):
-        example.run(example.parse_args(["--quick", "--set", "T"]))
+        example.main(["--quick", "--set", "T"])
 
 
 
@@ -44,8 +47,7 @@ def test_quick_run_with_augmentation(monkeypatch, tmp_path):
     example = importlib.import_module("train_spikformer")
     threads = torch.get_num_threads()
     try:
-        _, result = example.run(example.parse_args(["--quick", "--augment", "--threads", "1", "--out", str(tmp_path),
-                                                    "--no-progress"]))
+        _, result = example.main(["--quick", "--augment", "--threads", "1", "--out", str(tmp_path), "--no-progress"])
     finally:
         torch.set_num_threads(threads)
     assert result["augment"].startswith("RandomShiftFlip(pad=2, flip=True")
