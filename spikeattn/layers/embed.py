@@ -35,7 +35,22 @@ class ConvBNLIF(nn.Module):
         self.pool = PerFrame(nn.MaxPool2d(3, stride=2, padding=1)) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.lif(self.conv(x)))
+        """``[T, B, C_in, H, W] -> [T, B, C_out, H', W']`` spikes.
+
+        A time stride of 0 (an ``expand``-ed frame: direct encoding) means every frame is the same
+        image: the conv then runs once on the B images and its output is repeated T times, the same
+        bits as T*B convs (a frame's conv does not depend on its batch; ``tests/layers/test_sps_fast.py``).
+        """
+        return self.pool(self.lif(self._conv_bn(x)))
+
+    def _conv_bn(self, x: torch.Tensor) -> torch.Tensor:
+        t = x.shape[0]
+        if t == 1 or x.stride(0) != 0:
+            return self.conv(x)
+        conv, bn = self.conv
+        y = conv(x[0])                                           # (B, C, H, W): one conv per image
+        y = y.unsqueeze(0).expand(t, *y.shape).flatten(0, 1)     # (T*B, C, H, W): the T copies BN normalises
+        return bn(y).unflatten(0, (t, x.shape[1]))               # (T, B, C, H, W)
 
 
 class SPS(nn.Module):
