@@ -70,13 +70,21 @@ def _shift_round(x, s):
     return np.where(s >= 0, left, right)
 
 
+def wrap24(x):
+    """Lava's 24-bit current (``lava.proc.lif.models``, fixed point): values past +-2^23 wrap around."""
+    m = 1 << 23
+    y = np.where(x > m, x - 2 * m, x)
+    return np.where(y <= -m, x + 2 * m, y)
+
+
 class FixedLIF:
     """Loihi-style integer neuron: 12-bit decay, 24-bit membrane, integer threshold and bias.
 
     With ``u`` the neuron's unit (``quantize.py``; per channel where the weights are):
     ``v <- vr + decay(v - vr) + (a << s) + bias``, ``decay(z) = sign(z) (|z| (4096 - dv) >> 12)``,
     spike when ``v >= vth``; hard reset to ``vr`` or soft reset ``v -= vth``; ``v`` saturates at
-    +-2^23. ``s``, ``vth``, ``vr`` and ``bias`` broadcast over the per-sample shape.
+    +-2^23. ``s``, ``vth``, ``vr`` and ``bias`` broadcast over the per-sample shape. With
+    ``q["wrap"]`` (library pairs) ``a << s`` wraps at 24 bits as Lava's current ``u`` does.
     """
 
     delay = 0
@@ -92,7 +100,10 @@ class FixedLIF:
             self.v = np.broadcast_to(self.vr, a.shape).astype(np.int64)
         z = self.v - self.vr
         decayed = np.sign(z) * ((np.abs(z) * (4096 - q["dv"])) >> 12)
-        h = self.vr + decayed + _shift_round(a.astype(np.int64), q["shift"]) + self.bias
+        x = _shift_round(a.astype(np.int64), q["shift"])
+        if q.get("wrap"):
+            x = wrap24(x)
+        h = self.vr + decayed + x + self.bias
         h = np.clip(h, -self.LIMIT, self.LIMIT)
         spike = h >= self.vth
         self.v = np.where(spike, h - self.vth if q["soft"] else self.vr, h)

@@ -163,17 +163,21 @@ def _consumers(graph: dict) -> dict:
     return out
 
 
-def plan(graph: dict, weights: dict, per_channel: bool = True, synapses: int = 2) -> dict:
+def plan(graph: dict, weights: dict, per_channel: bool = True, synapses: int = 2, library: bool = False) -> dict:
     """``{node name: {"unit": float or array, "quant": dict}}`` for every node, in graph order.
 
     ``per_channel``: per-output-channel weight scales where a neuron layer can absorb them;
-    ``synapses``: 8-bit synapses per connection (1 or 2, see the module docstring).
+    ``synapses``: 8-bit synapses per connection (1 or 2, see the module docstring);
+    ``library``: the library pairs (``library_pairs``) take the plan Lava's own processes hold
+    (``plan_pair``); the other nodes are planned as without it.
 
     A unit is an array (broadcasting over the node's per-sample shape) only for a per-channel
     synapse and the neuron layer it feeds; every other node has a scalar unit.
     """
     w_max(synapses)   # validates it
     users = _consumers(graph)
+    pairs = library_pairs(graph) if library else {}
+    lif_quant = {}     # library neuron plans, set with their synapse
     out = {}
     for node in graph["nodes"]:
         op, a, name = node["op"], node.get("attrs", {}), node["name"]
@@ -182,7 +186,11 @@ def plan(graph: dict, weights: dict, per_channel: bool = True, synapses: int = 2
         q, unit = {}, ins[0] if ins else float(graph["input_unit"])
         if op == "input" and float(graph["input_unit"]) != 1.0:   # not spikes: graded input
             unit = float(graph["input_unit"]) * 127.0 / (2 ** (INPUT_BITS - 1) - 1)
-        if op in ("linear", "conv2d"):
+        if name in pairs:
+            q, unit, lif_quant[pairs[name]] = plan_pair(node, users[name][0], w, ins[0])
+        elif name in lif_quant:
+            q, unit = lif_quant[name], 1.0
+        elif op in ("linear", "conv2d"):
             fold = per_channel and [u["op"] for u in users[name]] == ["lif"]
             q, unit = _weights(node, w, ins[0], fold, synapses)
         elif op == "lif":
@@ -203,3 +211,101 @@ def plan(graph: dict, weights: dict, per_channel: bool = True, synapses: int = 2
             raise ValueError(f"node {name!r} ({op}) reads a per-channel unit; only a neuron may")
         out[name] = {"unit": unit, "quant": q}
     return out
+
+
+# ----------------------------------------------------------------------------- Lava library pairs
+# Which graph nodes Lava's own process library can run, and their fixed-point plan (numpy only).
+#
+# A *library pair* is a ``linear`` or ``conv2d`` node whose only consumer is a ``lif`` node that
+# Lava's ``LIF`` can be: hard reset to 0, a 12-bit decay below 4096, ``v_th > 0``, and integer
+# input (spikes or spike counts; a graded real input would need a 16-bit input times 8-bit weights,
+# more than Lava's 17-bit threshold can span). It runs as ``lava.proc.dense.Dense`` (one-token
+# linear) or ``lava.proc.conv.Conv`` (convolution; token-wise linear as a 1x1 conv over tokens)
+# into ``lava.proc.lif.LIF``, under ``Loihi2SimCfg(select_tag="fixed_pt")``: Lava's bit-accurate
+# Loihi models. Everything else stays a custom process of this runtime.
+#
+# The plan of a pair is the one Lava can hold, bit for bit:
+#
+# - one power-of-two weight step per layer (Lava's LIF has one ``vth`` for the whole process, so
+#   per-channel steps folded into per-channel thresholds cannot be expressed), weights as one 8-bit
+#   synapse in an excitatory and an inhibitory group (two processes, ``|w| <= 255``; Lava's Conv
+#   model ignores ``weight_exp``, so the two-synapse high/low split has no library form);
+# - the synaptic input enters the membrane shifted left by Lava's fixed 6 bits (``act_shift``) and
+#   wraps at 24 bits as Lava's current ``u`` does (``du = 4095``: ``u`` holds only this step's input);
+# - Lava fires on ``v > vth << 6``: our ``h >= vth_int`` is the same decision for
+#   ``vth_int = 64 * vth + 1``, the smallest such integer whose real value reaches ``v_th``;
+# - biases are Lava's 13-bit mantissa and 3-bit exponent, in membrane units.
+
+ACT_SHIFT = 6            # Lava / Loihi: synaptic input and threshold are MSB-aligned by 6 bits
+VTH_MAX = 2 ** 17 - 1    # Lava's LIF vth: unsigned 17 bits
+W_MAX = 255              # one 8-bit synapse (sign from its E/I group)
+LEAK = {0: lambda a: 0.0, 1: lambda a: 1.0 / a["decay"], 2: lambda a: a["decay"]}
+
+
+def _dv(attrs: dict) -> int:
+    return int(round(4096 * LEAK[attrs["mode"]](attrs)))
+
+
+def lif_why(attrs: dict) -> str | None:
+    """Why Lava's LIF process cannot be this neuron (None if it can)."""
+    if attrs["v_reset"] is None:
+        return "soft reset"
+    if attrs["v_reset"] != 0.0:
+        return f"v_reset={attrs['v_reset']} (Lava's LIF resets to 0)"
+    if _dv(attrs) > 4095:
+        return "decay of 4096/4096 (Lava's 12-bit dv stops at 4095)"
+    if attrs["v_th"] <= 0:
+        return "v_th <= 0 (Lava's vth is unsigned)"
+    return None
+
+
+def library_pairs(graph: dict) -> dict[str, str]:
+    """``{synapse node: lif node}`` of every pair Lava's library runs (see the module docstring)."""
+    users = {n["name"]: [] for n in graph["nodes"]}
+    for n in graph["nodes"]:
+        for i in n["inputs"]:
+            users[i].append(n)
+    nodes = {n["name"]: n for n in graph["nodes"]}
+    graded = float(graph.get("input_unit", 1.0)) != 1.0
+    pairs = {}
+    for n in graph["nodes"]:
+        if n["op"] not in ("linear", "conv2d") or len(users[n["name"]]) != 1:
+            continue
+        lif = users[n["name"]][0]
+        if lif["op"] != "lif" or lif_why(lif["attrs"]) is not None:
+            continue
+        src = n["inputs"][0]
+        while nodes[src]["op"] in ("reshape", "to_tokens", "merge_heads", "maxpool2d", "avgpool2d"):
+            src = nodes[src]["inputs"][0]
+        if graded and nodes[src]["op"] == "input":
+            continue
+        pairs[n["name"]] = lif["name"]
+    return pairs
+
+
+def plan_pair(syn: dict, lif: dict, w: dict, in_unit: float) -> tuple[dict, float, dict]:
+    """``(synapse quant, synapse unit, neuron quant)`` of a library pair (Lava-exact, see above)."""
+    if np.ndim(in_unit):
+        raise ValueError(f"node {syn['name']!r}: a library pair needs a scalar input unit")
+    a = lif["attrs"]
+    leak = LEAK[a["mode"]](a)
+    gain = leak if (a["decay_input"] and a["mode"] != 0) else 1.0
+    peak = float(np.abs(w["weight"]).max()) if w["weight"].size else 0.0
+    step = 2.0 ** math.ceil(math.log2(peak / W_MAX)) if peak > 0 else 1.0
+    while True:   # a coarser step where the threshold would not fit Lava's 17-bit vth
+        unit = in_unit * step * gain / 2 ** ACT_SHIFT            # real value of one membrane unit
+        reach = math.ceil(a["v_th"] / unit - 1e-9)                # smallest h with h * unit >= v_th
+        vth = max(0, math.ceil((reach - 1) / 2 ** ACT_SHIFT))
+        if vth <= VTH_MAX:
+            break
+        step *= 2
+    w_int = np.clip(np.round(w["weight"].astype(np.float64) / step), -W_MAX, W_MAX).astype(np.int64)
+    axis = 0 if syn["op"] == "conv2d" else len(syn["shape"]) - 1
+    neuron = {"dv": _dv(a), "shift": ACT_SHIFT, "vth": np.int64(vth * 2 ** ACT_SHIFT + 1), "vr": np.int64(0),
+              "soft": False, "bias": np.zeros((), np.int64), "wrap": True, "lava_vth": vth,
+              "bias_mant": np.zeros((), np.int64), "bias_exp": np.zeros((), np.int64)}
+    b = w.get("bias")
+    if b is not None:
+        mant, exp = quantize_bias(_per_channel(b.astype(np.float64), axis, len(syn["shape"])) * gain / unit)
+        neuron.update(bias=mant << exp, bias_mant=mant, bias_exp=exp)
+    return {"w": w_int, "b": np.zeros(w_int.shape[0], np.int64), "library": True}, in_unit * step, neuron

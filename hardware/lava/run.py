@@ -1,13 +1,15 @@
 """Command-line entry of the Lava runtime (run it with .venv-lava's Python 3.10):
 
     python hardware/lava/run.py ARTIFACT --input x.npy --out y.npz [--fixed-point] [--record-all]
-                                [--weight-synapses {1,2}]
+                                [--weight-synapses {1,2}] [--library | --library-plan]
 
 Reads ``x [T, B, ...]``, runs the artifact's graph in Lava (Loihi2SimCfg, floating or fixed
 point) and writes ``y.npz`` with ``output`` (``[T, B, ...]``) and, with --record-all,
 ``layer/<node>`` for every node. Errors go to stderr with exit status 2 (bad artifact or input)
 or 1 (anything Lava raised). Imports lava and numpy only. ``--weight-synapses`` (fixed point:
-8-bit synapses per connection, see quantize.py) defaults to 2.
+8-bit synapses per connection, see quantize.py) defaults to 2. ``--library`` (fixed point) runs
+every node Lava's process library can express as Lava's own Dense/Conv/LIF processes (library.py);
+``--library-plan`` runs the same numbers on this runtime's processes only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-synapses", type=int, choices=(1, 2),
                     default=2,
                     help="fixed point: 8-bit synapses per connection (2: 16-bit weights)")
+    ap.add_argument("--library", action="store_true", help="fixed point: Lava's own processes where they exist")
+    ap.add_argument("--library-plan", action="store_true", help="fixed point: the --library plan, custom processes")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -40,6 +44,8 @@ def main(argv=None) -> int:
         graph, weights = artifact.load(args.artifact)
         x = np.load(args.input, allow_pickle=False).astype(np.float32)
         artifact.check_input(graph, x)
+        if (args.library or args.library_plan) and not args.fixed_point:
+            raise ValueError("--library and --library-plan need --fixed-point")
     except (ValueError, OSError) as e:
         print(f"lava runtime: {e}", file=sys.stderr)
         return 2
@@ -48,11 +54,14 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         with tempfile.TemporaryDirectory(prefix="lava-rec-") as rec:
-            traces = network.run(graph, weights, x, args.fixed_point, rec, args.record_all, args.weight_synapses)
+            traces = network.run(graph, weights, x, args.fixed_point, rec, args.record_all, args.weight_synapses,
+                                 library=args.library, library_plan=args.library_plan)
     except Exception:  # any Lava failure: report it whole, the caller shows it
         traceback.print_exc()
         return 1
     out = {"output": traces[graph["output"]], "seconds": np.float64(time.perf_counter() - t0)}
+    if network.LIBRARY_KEY in traces:
+        out[network.LIBRARY_KEY] = traces.pop(network.LIBRARY_KEY)
     if args.record_all:
         out.update({f"layer/{k}": v for k, v in traces.items()})
     tmp = args.out + ".part.npz"

@@ -61,7 +61,8 @@ def lava_python() -> Path:
 
 
 def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarray, fixed_point: bool = False,
-             timeout: float = 120, return_layers: bool = False, weight_synapses: int = 2):
+             timeout: float = 120, return_layers: bool = False, weight_synapses: int = 2, library: bool = False,
+             plan: str = "auto"):
     """Run an artifact in Lava (Loihi2SimCfg) for ``T`` steps on every sample of the batch.
 
     Args:
@@ -72,12 +73,29 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
         return_layers: also return ``{node name: [T, B, ...] spikes/values}`` for every node.
         weight_synapses: fixed point only: 8-bit synapses per connection, 2 (sign + 16-bit weights at
             twice the synapse memory; the default) or 1 (sign + 8 bits).
+        library: fixed point only: every Linear/Conv + LIF pair Lava's process library can express
+            runs as Lava's own ``Dense``/``Conv`` + ``LIF`` processes (their bit-accurate fixed-point
+            models); the rest stays custom (``library_nodes`` tells which). One sample per Lava run.
+        plan: fixed point: ``"default"`` (per-channel scales, ``weight_synapses``), ``"library"``
+            (the plan Lava's processes can hold on every library pair: one 8-bit synapse, one
+            power-of-two step per layer; see hardware/lava/quantize.py) or ``"auto"`` (``"library"``
+            with ``library=True``, else ``"default"``). ``library=False, plan="library"`` runs the
+            same numbers on custom processes only: the spikes equal ``library=True``'s.
 
     Returns:
-        ``output [T, B, ...]`` float32, or ``(output, layers)`` with ``return_layers``.
+        ``output [T, B, ...]`` float32, or ``(output, layers)`` with ``return_layers`` (a
+        ``LavaLayers`` dict; the synapse nodes of library pairs run inside Lava's processes and
+        are not recorded).
     """
     if weight_synapses not in (1, 2):
         raise ValueError(f"weight_synapses must be 1 or 2, got {weight_synapses!r}")
+    if plan not in ("auto", "default", "library"):
+        raise ValueError(f"plan must be 'auto', 'default' or 'library', got {plan!r}")
+    plan = ("library" if library else "default") if plan == "auto" else plan
+    if (library or plan == "library") and not fixed_point:
+        raise ValueError("library=True and plan='library' need fixed_point=True (Lava's bit-accurate models)")
+    if library and plan != "library":
+        raise ValueError("library=True runs the 'library' plan (Lava's processes cannot hold per-channel scales)")
     art = artifact if isinstance(artifact, LavaArtifact) else open_artifact(artifact)
     x = np.asarray(input_spikes)
     if x.ndim != 2 + len(art.input_shape) or tuple(x.shape[2:]) != art.input_shape:
@@ -95,6 +113,7 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
         cmd = [str(py), str(runner), str(art.path), "--input", inp, "--out", out]
         cmd += ["--fixed-point"] * fixed_point + ["--record-all"] * return_layers
         cmd += ["--weight-synapses", str(weight_synapses)]
+        cmd += ["--library"] * library + ["--library-plan"] * (plan == "library" and not library)
         returncode, stderr = _run_group(cmd, tmp, timeout)
         if returncode is None:
             raise LavaError(f"the Lava runtime did not finish within timeout={timeout} s (killed):\n{stderr}")
@@ -103,8 +122,19 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
             raise LavaError(f"the Lava runtime {what}:\n{stderr}")
         with np.load(out, allow_pickle=False) as z:
             output = z["output"]
-            layers = {k[len("layer/"):]: z[k] for k in z.files if k.startswith("layer/")}
+            layers = LavaLayers({k[len("layer/"):]: z[k] for k in z.files if k.startswith("layer/")})
+            if "library" in z.files:
+                layers.library = dict(line.split(": ", 1) for line in z["library"].tolist())
     return (output, layers) if return_layers else output
+
+
+class LavaLayers(dict):
+    """``{node name: [T, B, ...] values}``; ``.library``: ``{neuron node: the Lava process models that
+    ran it and its synapses}`` for a ``library=True`` run (empty otherwise)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.library = {}
 
 
 def _run_group(cmd: list[str], cwd: str, timeout: float) -> tuple[int | None, str]:

@@ -71,3 +71,25 @@ def torch_layers(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h.remove()
     N.reset(model)
     return out
+
+
+def conv_bn_library() -> nn.Module:
+    """A conv SNN whose later layers Lava's process library can run: a spike-fed Conv + BN + LIF
+    and a Linear on pooled spike counts into an IF, after a first conv on graded pixels."""
+    torch.manual_seed(2)
+    net = nn.Sequential(
+        PerStep(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8)), N.LIF(tau=2.0),
+        PerStep(nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16)), N.LIF(tau=2.0),
+        PerStep(nn.AvgPool2d(2), nn.Flatten()), nn.Linear(16 * 7 * 7, 10), N.IF(),
+    )
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):   # running stats as after training: not 0/1
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(0.0, 0.5)
+    scale_weights(net, 2.0)
+    with torch.no_grad():   # pooled spikes are sparse: stronger weights make every layer fire (15%, 18%, 9%)
+        net[2][1].weight.mul_(6.0)
+        net[5].weight.mul_(6.0)
+    return net.eval()
