@@ -128,3 +128,10 @@ def test_sigterm_to_a_cli_process_then_resume_ends_bit_identical(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "stopped by SIGTERM" in err and "--resume" in err
     finish_and_compare(RESUMABLE, run, tmp_path / "ref")
+
+
+def test_debug_reaches_the_family_subcommands(tmp_path):
+    """`spikeattn train spikformer ... --debug`: the error is raised as it is, not shortened."""
+    main(["train", "spikformer", *TINY, "--steps", "1", "--out", str(tmp_path)])
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        main(["train", "spikformer", *TINY, "--steps", "1", "--out", str(tmp_path), "--debug"])
