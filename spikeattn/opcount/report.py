@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from spikeattn.opcount.neurobench import neurobench_metrics
 from spikeattn.opcount.profiles import load_profile, module_energy
 from spikeattn.opcount.rules import OP_FIELDS
 
 # Keys of ``by_module`` rows and of ``total``: op fields (rules.py), then neuron fields.
 KEYS = (*OP_FIELDS, "neuron", "spikes")
 
-_COLUMNS = (("mac", "MAC dense"), ("sop", "SOP"), ("real_mac", "MAC real"), ("sop_mul", "MUL int"),
+_COLUMNS = (("mac", "MAC dense"), ("sop", "SOP"), ("sop_nzw", "SOP nz-w"), ("real_mac", "MAC real"),
+            ("sop_mul", "MUL int"),
             ("pairs", "pairs"), ("neuron", "neuron upd"), ("rate", "rate"), ("bytes", "bytes"))
 
 
@@ -45,10 +47,60 @@ class OpReport:
     total and energy figure is a lower bound. See ``docs/opcount.md``.
     """
 
-    def __init__(self, ops, by_op, neurons, module_types, *, event_driven=True, uncounted=None):
+    def __init__(self, ops, by_op, neurons, module_types, *, event_driven=True, uncounted=None, activations=None,
+                 model_figures=None, samples=1):
         self._ops, self.by_op, self.neurons = ops, by_op, neurons
         self.module_types, self.event_driven = module_types, event_driven
         self.uncounted: dict[str, int] = dict(uncounted or {})  # op name -> calls that ran without a rule
+        self.activations: dict[str, list[int]] = dict(activations or {})  # path -> [nonzero outputs, outputs]
+        self.model_figures: dict = dict(model_figures or {})  # footprint, (zeros, weights) pairs
+        self.samples = samples  # samples in the counted input(s): the per-sample divisor
+
+    @classmethod
+    def sum(cls, reports: list["OpReport"]) -> "OpReport":
+        """One report for several counted forwards of the same model (e.g. the batches of a loader):
+        every count, call and sample added up; the model's own figures taken from the first."""
+        if not reports:
+            raise ValueError("OpReport.sum needs at least one report")
+
+        def add(tables):
+            out: dict = {}
+            for table in tables:
+                for key, row in table.items():
+                    acc = out.setdefault(key, dict.fromkeys(row, 0) if isinstance(row, dict) else [0] * len(row))
+                    for k in (row if isinstance(row, dict) else range(len(row))):
+                        if isinstance(row[k], (int, float)):
+                            acc[k] += row[k]
+                        else:
+                            acc[k] = row[k]  # a neuron's type name
+            return out
+
+        first = reports[0]
+        uncounted: dict[str, int] = {}
+        for r in reports:
+            for op, calls in r.uncounted.items():
+                uncounted[op] = uncounted.get(op, 0) + calls
+        return cls(add(r._ops for r in reports), add(r.by_op for r in reports), add(r.neurons for r in reports),
+                   {k: v for r in reports for k, v in r.module_types.items()}, event_driven=first.event_driven,
+                   uncounted=uncounted, activations=add(r.activations for r in reports),
+                   model_figures=first.model_figures, samples=sum(r.samples for r in reports))
+
+    @property
+    def footprint_bytes(self) -> int:
+        """Bytes of the model's parameters and buffers."""
+        return self.model_figures.get("footprint_bytes", 0)
+
+    @property
+    def connection_sparsity(self) -> float:
+        """Fraction of zero entries among the weights the counted forward read (functional ones included)."""
+        zeros, total = self.model_figures.get("used_connections", (0, 0))
+        return zeros / total if total else 0.0
+
+    def neurobench(self) -> dict:
+        """NeuroBench 2.3's metrics by its names and definitions, per sample (``docs/opcount.md``):
+        ``Footprint``, ``ConnectionSparsity``, ``ActivationSparsity``, ``SynapticOperations``
+        (``Effective_MACs``, ``Effective_ACs``, ``Dense``), ``MembraneUpdates``."""
+        return neurobench_metrics(self)
 
     @property
     def lower_bound(self) -> bool:
@@ -120,8 +172,10 @@ class OpReport:
 
     def as_dict(self) -> dict:
         totals = {k: self.total(k) for k in KEYS}
-        return {"event_driven": self.event_driven, "totals": totals, "lower_bound": self.lower_bound,
-                "uncounted": self.uncounted, "by_module": self.by_module,
+        return {"event_driven": self.event_driven, "samples": self.samples, "totals": totals,
+                "lower_bound": self.lower_bound, "uncounted": self.uncounted,
+                "footprint_bytes": self.footprint_bytes, "connection_sparsity": self.connection_sparsity,
+                "neurobench": self.neurobench(), "by_module": self.by_module,
                 "by_op": self.by_op, "firing_rates": self.firing_rates, "neurons": self.neurons,
                 "module_types": {p: t for p, t in self.module_types.items() if p in self.by_module}}
 

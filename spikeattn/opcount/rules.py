@@ -20,6 +20,10 @@ Conventions (``docs/opcount.md``):
 * Parameters and buffers of the model are weights, never events, whatever their values.
 * ``bytes``: one weight element read per accumulate for event-driven ops; every operand read
   once for real-valued ops.
+* ``sop_nzw``: ``sop`` less the accumulates whose weight is exactly zero (what hardware that stores
+  only nonzero synapses executes); equal to ``sop`` when no weight is zero.
+* ``nb_ac`` / ``nb_mac`` / ``nb_dense``: NeuroBench 2.3's SynapticOperations per op, by its
+  definitions (``docs/opcount.md``): binarised inputs through binarised weights, bias left out.
 """
 
 from __future__ import annotations
@@ -47,6 +51,10 @@ class OpCount:
     pairs: int = 0
     event_min: int = 0
     bytes: int = 0
+    sop_nzw: int = 0    # ``sop`` without the accumulates that meet a zero weight (sparse-synapse hardware)
+    nb_ac: int = 0      # NeuroBench 2.3's Effective_ACs: (nonzero input, nonzero weight) pairs, input in {-1,0,1}
+    nb_mac: int = 0     # NeuroBench's Effective_MACs: the same pairs for any other input
+    nb_dense: int = 0   # NeuroBench's Dense: every (input, weight) pair, padding taps left out
 
     def as_dict(self) -> dict[str, int]:
         return {f.name: int(getattr(self, f.name)) for f in fields(self)}
@@ -81,6 +89,7 @@ class OperandContext:
     def __init__(self, weight_storages: set[int], event_driven: bool = True):
         self.weight_storages = weight_storages
         self.event_driven = event_driven
+        self.used_weights: set[int] = set()  # weight storages read as an operand (connection sparsity)
         # Recent answers: one spike tensor often feeds several matmuls (SSA's Q, K and V Linears).
         # Keyed by memory, layout and in-place version (``_key``); each entry holds its tensor, so
         # the memory cannot be freed and reused by another tensor while the entry lives.
@@ -89,11 +98,19 @@ class OperandContext:
     def kind(self, x: torch.Tensor) -> str:
         return self.classify(x).kind
 
+    def is_weight(self, x: torch.Tensor) -> bool:
+        """A parameter or buffer of the model (a view of one included); remembered as used."""
+        storage = x.untyped_storage().data_ptr() if x.numel() else None
+        if storage in self.weight_storages:
+            self.used_weights.add(storage)
+            return True
+        return False
+
     def classify(self, x: torch.Tensor) -> Operand:
+        if self.is_weight(x):
+            return _REAL  # a weight: read per event, never an event itself
         if not self.event_driven or x.numel() == 0 or x.is_complex():
             return _REAL
-        if x.untyped_storage().data_ptr() in self.weight_storages:
-            return _REAL  # a weight: read per event, never an event itself
         key = _key(x)
         hit = self._recent.get(key)
         if hit is not None:
@@ -168,12 +185,20 @@ def _matmul_count(a: torch.Tensor, b: torch.Tensor, ctx: OperandContext) -> OpCo
         opts.append((oa.abs_sum * n, oa.nnz * n if oa.kind == INTEGER else 0, b.element_size()))
     if ob.kind != REAL:
         opts.append((ob.abs_sum * m, ob.nnz * m if ob.kind == INTEGER else 0, a.element_size()))
+    nz_col_a = _nonzero(a).sum(dim=-2, dtype=torch.float64)   # (..., K) nonzeros per column of a
+    nz_row_b = _nonzero(b).sum(dim=-1, dtype=torch.float64)   # (..., K) nonzeros per row of b
+    inputs = [o for t, o in ((a, oa), (b, ob)) if not ctx.is_weight(t)]
+    _neurobench(c, _isum(nz_col_a * nz_row_b), c.mac, inputs)
     if not opts:
         c.real_mac = c.mac
         c.bytes = a.numel() * a.element_size() + b.numel() * b.element_size()
         return c
     sop, mul, w_bytes = min(opts, key=lambda o: o[0])
     c.sop, c.sop_mul, c.bytes = sop, mul, sop * w_bytes
+    if sop == opts[0][0] and oa.kind != REAL:  # events of a meet the nonzeros of b's rows
+        c.sop_nzw = _isum(_magnitude(a).sum(dim=-2, dtype=torch.float64) * nz_row_b)
+    else:                                       # events of b meet the nonzeros of a's columns
+        c.sop_nzw = _isum(_magnitude(b).sum(dim=-1, dtype=torch.float64) * nz_col_a)
     if len(opts) == 2:
         c.event_min = sop
         # sum(|a| @ |b|) = sum_k (column k of |a| summed) * (row k of |b| summed): O(MK + KN), no matmul
@@ -251,6 +276,10 @@ def convolution_rule(args, kwargs, out, ctx):
     mac = x.numel() * cout_per_group * k if transposed else out.numel() * cin_per_group * k
     c = OpCount(mac=mac)
     op = ctx.classify(x)
+    zero_weights = bool((w == 0).any())
+    dense = _occupancy(torch.ones_like(x[:1, :1]), w, out, args) * x.shape[0] * x.shape[1] * cout_per_group
+    pairs = _conv_sum(x != 0, w, args) if zero_weights else _occupancy(x != 0, w, out, args) * cout_per_group
+    _neurobench(c, pairs, dense, [op] if ctx.is_weight(w) else [op, ctx.classify(w)])
     if op.kind == REAL:
         c.real_mac = mac
         c.bytes = x.numel() * x.element_size() + w.numel() * w.element_size()
@@ -258,8 +287,27 @@ def convolution_rule(args, kwargs, out, ctx):
     c.sop = _occupancy(x if op.kind == BINARY else x.abs(), w, out, args) * cout_per_group
     if op.kind == INTEGER:
         c.sop_mul = _occupancy(x != 0, w, out, args) * cout_per_group
+    c.sop_nzw = _conv_sum(x.abs(), w, args) if zero_weights else c.sop
     c.bytes = c.sop * w.element_size()
     return c
+
+
+def _conv_sum(x_map: torch.Tensor, w: torch.Tensor, args) -> int:
+    """``sum(conv(x_map, w != 0))`` in float64 (exact): events, or their magnitudes, times nonzero taps."""
+    stride, padding, dilation, transposed, output_padding, groups = args[3:9]
+    y = torch.convolution(x_map.to(torch.float64), (w != 0).to(torch.float64), None, stride, padding, dilation,
+                          transposed, output_padding, groups)
+    return _isum(y)
+
+
+def _neurobench(c: OpCount, pairs: int, dense: int, inputs: list[Operand]) -> None:
+    """NeuroBench's split: ACs when every input (non-weight operand) holds only -1, 0 and 1, else MACs."""
+    spiking = all(o.kind == BINARY or (o.kind == INTEGER and o.abs_sum == o.nnz) for o in inputs)
+    c.nb_dense = dense
+    if spiking:
+        c.nb_ac = pairs
+    else:
+        c.nb_mac = pairs
 
 
 RuleFn = Callable[[tuple, dict, object, OperandContext], "OpCount | None"]
