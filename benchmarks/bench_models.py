@@ -189,7 +189,7 @@ def run_spikformer(args, threads: int) -> dict:
         result["train_step"][lib]["saved_mib"] = saved / 2**20
         result["inference"][lib]["peak_live_mib"] = peak / 2**20
         result["train_step"][lib]["params"] = sum(p.numel() for p in model.parameters())
-    result["stages"] = _model_stages.breakdown(ours, theirs, reset_sj, x, args.warmup, args.repeats)
+    result["stages"] = _model_stages.breakdown(ours, theirs, reset_sj, x, args.warmup, args.stage_repeats)
     result["agreement"] = _model_stages.agreement(ours, theirs, reset_sj, x)
     return result
 
@@ -243,6 +243,7 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--stage-repeats", type=int, default=3, help="repeats of the per-stage breakdown")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", default="1,2", help="comma-separated torch thread counts (default 1,2)")
     p.add_argument("--malloc", choices=tuple(MALLOC), default="keep")
@@ -251,7 +252,7 @@ def main(argv=None) -> dict:
     p.add_argument("--out", type=Path, default=None, help=f"JSON path (default {RESULTS}; --quick: none)")
     args = p.parse_args(argv)
     if args.quick:
-        args.batch, args.repeats, args.warmup = 2, 1, 0
+        args.batch, args.repeats, args.stage_repeats, args.warmup = 2, 1, 1, 0
     args.gpt_presets = [("spikegpt-demo", 2 if args.quick else 16), ("spikegpt-45m", 2 if args.quick else 4)]
     threads = [int(n) for n in str(args.threads).split(",")]
     allocator = set_malloc(args.malloc)
@@ -259,6 +260,7 @@ def main(argv=None) -> dict:
     report = {"benchmark": "whole models on CPU: spikeattn vs spikingjelly 2.0 (same process, interleaved)",
               **_common.environment(("torch", "spikingjelly")), "command": "benchmarks/bench_models.py",
               "threads": threads, "allocator": allocator, "batch": args.batch, "repeats": args.repeats,
+              "stage_repeats": args.stage_repeats,
               "quick": args.quick, "spike_driven_transformer": SDT_NOTE, "spikformer": {}, "spikegpt": {}}
     for n in threads:
         if "spikformer" not in args.skip:
