@@ -42,7 +42,7 @@ class SpikeGPTRecipe:
     # length: `steps`, unless `max_minutes` ends it first (it usually does)
     steps: int = 100_000
     max_minutes: float | None = 5.0
-    # Adam as SpikeGPT trains (betas 0.9/0.99, no weight decay), warm-up (at most a tenth of the run), cosine to lr/10
+    # Adam as SpikeGPT trains (betas 0.9/0.99, no weight decay), warm-up (at most a fifth of the run), cosine to lr/10
     batch_size: int = 32
     eval_batch_size: int = 64
     lr: float = 2e-3
@@ -65,8 +65,8 @@ class SpikeGPTRecipe:
 
 
 # `--quick` (CI): a tiny model on two plays, a few steps.
-QUICK = dict(plays=2, block=32, batch_size=8, steps=40, max_minutes=None, eval_windows=16, log_every=10,
-             overrides={"n_layers": 2, "dim": 48})
+QUICK = dict(plays=2, block=32, batch_size=8, steps=40, warmup_steps=4, max_minutes=None, eval_windows=16,
+             log_every=10, overrides={"n_layers": 2, "dim": 48})
 
 
 def lm_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

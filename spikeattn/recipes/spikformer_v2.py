@@ -45,7 +45,7 @@ class V2PretrainRecipe:
     lr: float = 2e-3
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
-    warmup_steps: int = 240            # at most a tenth of the run
+    warmup_steps: int = 240            # at most a fifth of the run
     grad_clip: float = 1.0
     out: str = "runs/spikformer_v2/pretrain"
     seed: int = 0
