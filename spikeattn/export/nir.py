@@ -27,7 +27,8 @@ maps to NIR's ``v_reset``. NIR 1.0.8 has no soft (subtractive) reset: its LIF/IF
 reset) and ``metadata["reset"] = "subtract"`` with ``metadata["v_th"]``; a consumer that ignores the
 metadata simulates a hard reset to 0, which is a different network. Every neuron node carries
 metadata: ``neuron`` (LIF/IF/PLIF), ``tau_steps``, ``decay_input``, ``reset`` ("hard"/"subtract"),
-``v_th``, ``v_init`` (the membrane at t=0, which equals ``v_reset``); the graph carries ``dt``.
+``v_th``, ``v_init`` (the membrane at t=0, which equals ``v_reset``) and ``dt``, which the graph
+carries too (readers map node by node: the node is what they see). ``from_nir`` reads it all back.
 
 Linear/Conv/pooling nodes have no time dynamics: they act on each time step (no delay).
 """
@@ -206,7 +207,7 @@ def to_nir(model: nn.Module, example_input: torch.Tensor | None = None, dt: floa
         example_input: ``[T, B, ...]``; fixes the per-sample input shape. May be None when the model
             starts with ``nn.Linear``.
         dt: seconds per time step (NIR time constants are in seconds: ``tau = tau_steps * dt``);
-            1e-4 as in snntorch's exporter. Stored in the graph's ``metadata["dt"]``.
+            1e-4, the value snntorch's reader assumes. Stored in the graph's and every neuron's ``metadata["dt"]``.
 
     Returns:
         ``nir.NIRGraph``; node names are module paths, plus ``input`` and ``output``.
