@@ -19,7 +19,7 @@ from spikeattn.neuron import IF, LIF, PLIF, reset
 from spikeattn.ops.lif import state_dtype
 from spikeattn.opcount.coverage import no_synaptic_work
 from spikeattn.opcount.report import OpReport
-from spikeattn.opcount.static import footprint_bytes, module_connections, used_connections
+from spikeattn.opcount.static import footprint_bytes, module_connections, used_connections, zero_counts
 from spikeattn.opcount.rules import BINARY, OP_FIELDS, Operand, OperandContext
 from spikeattn.opcount.table import RULES
 
@@ -47,10 +47,10 @@ class _Recorder:
         self.uncounted: Counter[str] = Counter()  # op name -> calls met without a rule
         self.activations: dict[str, list[int]] = {}  # activation module path -> [nonzeros, outputs]
 
-    def add_activation(self, path: str, out: torch.Tensor) -> None:
+    def add_activation(self, path: str, nonzero: int, outputs: int) -> None:
         rec = self.activations.setdefault(path, [0, 0])
-        rec[0] += int(torch.count_nonzero(out))
-        rec[1] += out.numel()
+        rec[0] += nonzero
+        rec[1] += outputs
 
     def add_op(self, path: str, op_name: str, counts: dict[str, int]) -> None:
         for table in (self.ops[path], self.by_op[op_name]):
@@ -113,7 +113,8 @@ def _install_hooks(named: list[tuple[str, nn.Module]], stack: list[str], rec: _R
         n = int(round(spikes.sum(dtype=torch.float64).item()))
         # x is [T, B, ...] ('m') or [B, ...] ('s'): either way one update per element.
         rec.add_neuron(names[module], type(module).__name__, x.numel(), n, state_dtype(x.dtype).itemsize)
-        rec.add_activation(names[module], spikes)
+        nonzero = n if isinstance(module, BINARY_NEURONS) else int(torch.count_nonzero(spikes))
+        rec.add_activation(names[module], nonzero, spikes.numel())
         if isinstance(module, BINARY_NEURONS):
             # 0/1 by construction: the layer that reads them next need not scan them again
             ctx.remember(spikes, Operand(BINARY, n, n))
@@ -123,7 +124,8 @@ def _install_hooks(named: list[tuple[str, nn.Module]], stack: list[str], rec: _R
         if isinstance(module, neuron_types):
             handles.append(module.register_forward_hook(neuron_post))
         elif isinstance(module, ACTIVATION_TYPES):
-            handles.append(module.register_forward_hook(lambda m, a, out: rec.add_activation(names[m], out)))
+            handles.append(module.register_forward_hook(
+                lambda m, a, out: rec.add_activation(names[m], int(torch.count_nonzero(out)), out.numel())))
         handles.append(module.register_forward_hook(post, always_call=True))
     return handles
 
@@ -156,7 +158,8 @@ def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_ru
     neuron_types = tuple(neuron_types) if neuron_types is not None else NEURON_TYPES
     rec, stack = _Recorder(), [ROOT]
     named = list(model.named_modules())  # one walk of the module tree serves every step below
-    ctx = OperandContext(_weight_storages(model), event_driven)
+    zeros = zero_counts(model)  # per parameter: connection sparsity, and which weights have no zero
+    ctx = OperandContext(_weight_storages(model), event_driven, zeros)
     # Counting must not change the model: BN running stats (train mode) are restored afterwards.
     buffers = list(model.named_buffers())
     saved = [buf.detach().clone() for _, buf in buffers]
@@ -179,8 +182,8 @@ def run_count(model: nn.Module, example_input, forward_kwargs: dict, *, extra_ru
                       "report.uncounted; energy figures are lower bounds). Add one with extra_rules={op: fn}.",
                       UncountedOpWarning, stacklevel=3)
     model_figures = {"footprint_bytes": footprint_bytes(model),
-                     "module_connections": module_connections(model),
-                     "used_connections": used_connections(model, ctx.used_weights)}
+                     "module_connections": module_connections(model, zeros),
+                     "used_connections": used_connections(model, ctx.used_weights, zeros)}
     return OpReport(dict(rec.ops), dict(rec.by_op), rec.neurons, types, event_driven=event_driven,
                     uncounted=dict(rec.uncounted), activations=rec.activations, model_figures=model_figures,
                     samples=samples or _samples(example_input))

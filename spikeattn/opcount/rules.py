@@ -28,6 +28,7 @@ Conventions (``docs/opcount.md``):
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, fields
@@ -86,10 +87,11 @@ class OperandContext:
     ``event_driven=False`` classifies everything as real (the ANN view: dense MACs everywhere).
     """
 
-    def __init__(self, weight_storages: set[int], event_driven: bool = True):
+    def __init__(self, weight_storages: set[int], event_driven: bool = True, weight_zeros: dict[int, int] | None = None):
         self.weight_storages = weight_storages
         self.event_driven = event_driven
         self.used_weights: set[int] = set()  # weight storages read as an operand (connection sparsity)
+        self.weight_zeros = weight_zeros or {}  # parameter storage -> zero entries
         # Recent answers: one spike tensor often feeds several matmuls (SSA's Q, K and V Linears).
         # Keyed by memory, layout and in-place version (``_key``); each entry holds its tensor, so
         # the memory cannot be freed and reused by another tensor while the entry lives.
@@ -97,6 +99,10 @@ class OperandContext:
 
     def kind(self, x: torch.Tensor) -> str:
         return self.classify(x).kind
+
+    def is_full_weight(self, x: torch.Tensor) -> bool:
+        """A weight (as ``is_weight``) of a parameter with no zero entry (``weight_zeros``, counted once)."""
+        return self.is_weight(x) and self.weight_zeros.get(x.untyped_storage().data_ptr()) == 0
 
     def is_weight(self, x: torch.Tensor) -> bool:
         """A parameter or buffer of the model (a view of one included); remembered as used."""
@@ -185,10 +191,20 @@ def _matmul_count(a: torch.Tensor, b: torch.Tensor, ctx: OperandContext) -> OpCo
         opts.append((oa.abs_sum * n, oa.nnz * n if oa.kind == INTEGER else 0, b.element_size()))
     if ob.kind != REAL:
         opts.append((ob.abs_sum * m, ob.nnz * m if ob.kind == INTEGER else 0, a.element_size()))
-    nz_col_a = _nonzero(a).sum(dim=-2, dtype=torch.float64)   # (..., K) nonzeros per column of a
-    nz_row_b = _nonzero(b).sum(dim=-1, dtype=torch.float64)   # (..., K) nonzeros per row of b
+    # A weight with no zero entry (the usual case) makes every nonzero of the other side meet its full
+    # fan-out: no extra pass over the activations is needed for the nonzero-pair figures.
+    full_a, full_b = ctx.is_full_weight(a), ctx.is_full_weight(b)
+    nz_col_a = nz_row_b = None
+    if full_b:
+        pairs = (oa.nnz if oa.kind != REAL else _nnz(a)) * n
+    elif full_a:
+        pairs = (ob.nnz if ob.kind != REAL else _nnz(b)) * m
+    else:
+        nz_col_a = _nonzero(a).sum(dim=-2, dtype=torch.float64)   # (..., K) nonzeros per column of a
+        nz_row_b = _nonzero(b).sum(dim=-1, dtype=torch.float64)   # (..., K) nonzeros per row of b
+        pairs = _isum(nz_col_a * nz_row_b)
     inputs = [o for t, o in ((a, oa), (b, ob)) if not ctx.is_weight(t)]
-    _neurobench(c, _isum(nz_col_a * nz_row_b), c.mac, inputs)
+    _neurobench(c, pairs, c.mac, inputs)
     if not opts:
         c.real_mac = c.mac
         c.bytes = a.numel() * a.element_size() + b.numel() * b.element_size()
@@ -196,9 +212,11 @@ def _matmul_count(a: torch.Tensor, b: torch.Tensor, ctx: OperandContext) -> OpCo
     sop, mul, w_bytes = min(opts, key=lambda o: o[0])
     c.sop, c.sop_mul, c.bytes = sop, mul, sop * w_bytes
     if sop == opts[0][0] and oa.kind != REAL:  # events of a meet the nonzeros of b's rows
-        c.sop_nzw = _isum(_magnitude(a).sum(dim=-2, dtype=torch.float64) * nz_row_b)
+        c.sop_nzw = sop if full_b else _isum(_magnitude(a).sum(dim=-2, dtype=torch.float64) * (
+            nz_row_b if nz_row_b is not None else _nonzero(b).sum(dim=-1, dtype=torch.float64)))
     else:                                       # events of b meet the nonzeros of a's columns
-        c.sop_nzw = _isum(_magnitude(b).sum(dim=-1, dtype=torch.float64) * nz_col_a)
+        c.sop_nzw = sop if full_a else _isum(_magnitude(b).sum(dim=-1, dtype=torch.float64) * (
+            nz_col_a if nz_col_a is not None else _nonzero(a).sum(dim=-2, dtype=torch.float64)))
     if len(opts) == 2:
         c.event_min = sop
         # sum(|a| @ |b|) = sum_k (column k of |a| summed) * (row k of |b| summed): O(MK + KN), no matmul
@@ -234,6 +252,7 @@ def dot_rule(args, kwargs, out, ctx):
     return _matmul_count(args[0].unsqueeze(0), args[1].unsqueeze(-1), ctx)
 
 
+@functools.lru_cache(maxsize=256)  # a few shapes per model, met again in every count; callers never mutate it
 def _axis_coverage(size_in, size_out, k, stride, pad, dil, transposed) -> torch.Tensor:
     """For each input coordinate along one axis, how many (output coordinate, kernel tap) pairs use it.
 
@@ -260,8 +279,8 @@ def _occupancy(x_map: torch.Tensor, w: torch.Tensor, out: torch.Tensor, args) ->
     per_position = x_map.sum(dim=(0, 1), dtype=torch.float64)  # (*spatial)
     cov = torch.ones((), dtype=torch.float64)
     for axis, k in enumerate(w.shape[2:]):
-        c = _axis_coverage(x_map.shape[2 + axis], out.shape[2 + axis], k, stride[axis], padding[axis],
-                           dilation[axis], transposed)
+        c = _axis_coverage(int(x_map.shape[2 + axis]), int(out.shape[2 + axis]), int(k), int(stride[axis]),
+                           int(padding[axis]), int(dilation[axis]), transposed)
         cov = cov.unsqueeze(-1) * c  # outer product over the spatial axes so far
     return _isum(per_position * cov.to(per_position.device))
 
@@ -276,19 +295,23 @@ def convolution_rule(args, kwargs, out, ctx):
     mac = x.numel() * cout_per_group * k if transposed else out.numel() * cin_per_group * k
     c = OpCount(mac=mac)
     op = ctx.classify(x)
-    zero_weights = bool((w == 0).any())
+    zero_weights = not ctx.is_full_weight(w)
     dense = _occupancy(torch.ones_like(x[:1, :1]), w, out, args) * x.shape[0] * x.shape[1] * cout_per_group
-    pairs = _conv_sum(x != 0, w, args) if zero_weights else _occupancy(x != 0, w, out, args) * cout_per_group
-    _neurobench(c, pairs, dense, [op] if ctx.is_weight(w) else [op, ctx.classify(w)])
+    inputs = [op] if ctx.is_weight(w) else [op, ctx.classify(w)]
     if op.kind == REAL:
         c.real_mac = mac
         c.bytes = x.numel() * x.element_size() + w.numel() * w.element_size()
-        return c
-    c.sop = _occupancy(x if op.kind == BINARY else x.abs(), w, out, args) * cout_per_group
-    if op.kind == INTEGER:
-        c.sop_mul = _occupancy(x != 0, w, out, args) * cout_per_group
-    c.sop_nzw = _conv_sum(x.abs(), w, args) if zero_weights else c.sop
-    c.bytes = c.sop * w.element_size()
+    else:
+        c.sop = _occupancy(x if op.kind == BINARY else x.abs(), w, out, args) * cout_per_group
+        if op.kind == INTEGER:
+            c.sop_mul = _occupancy(x != 0, w, out, args) * cout_per_group
+        c.sop_nzw = _conv_sum(x.abs(), w, args) if zero_weights else c.sop
+        c.bytes = c.sop * w.element_size()
+    if zero_weights:
+        pairs = _conv_sum(x != 0, w, args)
+    else:  # (nonzero input, tap) pairs: sop's occupancy for binary input, sop_mul's for integer input
+        pairs = {BINARY: c.sop, INTEGER: c.sop_mul}.get(op.kind) or _occupancy(x != 0, w, out, args) * cout_per_group
+    _neurobench(c, pairs, dense, inputs)
     return c
 
 

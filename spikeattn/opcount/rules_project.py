@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 
 from spikeattn.ops.ssa.matmul import acc_dtype, split_heads, ssa_order
-from spikeattn.opcount.rules import OpCount, _matmul_count
+from spikeattn.opcount.rules import BINARY, OpCount, Operand, _matmul_count
 
 
 def spike_linear_rule(args, kwargs, out, ctx) -> OpCount:
@@ -27,6 +27,10 @@ def ssa_count(qkv: torch.Tensor, heads: int, order: str, ctx) -> OpCount:
     if order == "auto":
         order = ssa_order(q.shape[-2], q.shape[-1])
     kt = k.transpose(-2, -1)
+    if ctx.classify(qkv).kind == BINARY:  # a LIF output (usually known already): Q, K, V need only their counts
+        for t, view in ((q, q), (k, kt), (v, v)):
+            nnz = int(t.sum(dtype=torch.float64))
+            ctx.remember(view, Operand(BINARY, nnz, nnz))
     if order == "qk_first":
         middle = q @ kt                                        # (..., H, N, N) integer counts
         return _matmul_count(q, kt, ctx) + _matmul_count(middle, v, ctx)

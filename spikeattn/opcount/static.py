@@ -3,6 +3,7 @@ definitions, and ours over every weight the counted forward used)."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 # NeuroBench's connection layers: weight only for these, every weight and bias of the recurrent ones.
@@ -15,11 +16,19 @@ def footprint_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
 
-def _zeros(tensors) -> tuple[int, int]:
-    return sum(int((t == 0).sum()) for t in tensors), sum(t.numel() for t in tensors)
+def zero_counts(model: nn.Module) -> dict[int, int]:
+    """``{parameter storage: zero entries}``, one pass over each parameter."""
+    return {p.untyped_storage().data_ptr(): p.numel() - int(torch.count_nonzero(p.detach()))
+            for p in model.parameters() if p.numel()}
 
 
-def module_connections(model: nn.Module) -> tuple[int, int]:
+def _zeros(tensors, zeros: dict[int, int]) -> tuple[int, int]:
+    found = [zeros.get(t.untyped_storage().data_ptr()) for t in tensors]
+    n_zero = sum(z if z is not None else t.numel() - int(torch.count_nonzero(t)) for t, z in zip(tensors, found))
+    return n_zero, sum(t.numel() for t in tensors)
+
+
+def module_connections(model: nn.Module, zeros: dict[int, int]) -> tuple[int, int]:
     """(zero weights, weights) of the leaf Linear/Conv/RNN modules, as NeuroBench's ConnectionSparsity walks them."""
     tensors = []
     for module in model.modules():
@@ -29,11 +38,11 @@ def module_connections(model: nn.Module) -> tuple[int, int]:
             tensors.append(module.weight)
         elif isinstance(module, _RECURRENT):
             tensors += [p for name, p in module.named_parameters() if name.startswith(("weight", "bias"))]
-    return _zeros([t.detach() for t in tensors])
+    return _zeros([t.detach() for t in tensors], zeros)
 
 
-def used_connections(model: nn.Module, used_storages: set[int]) -> tuple[int, int]:
+def used_connections(model: nn.Module, used_storages: set[int], zeros: dict[int, int]) -> tuple[int, int]:
     """(zero weights, weights) of the parameters the counted forward read as weights of a matmul or conv
     (functional weights and attention projections included; each parameter once)."""
     params = {p.untyped_storage().data_ptr(): p for p in model.parameters() if p.numel()}
-    return _zeros([params[s].detach() for s in sorted(used_storages) if s in params])
+    return _zeros([params[s].detach() for s in sorted(used_storages) if s in params], zeros)
