@@ -3,24 +3,17 @@ same weights spikeattn's SSA and block reproduce spikingjelly's outputs."""
 
 from __future__ import annotations
 
-import importlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture
-def bench(monkeypatch):
+def bench(import_bench):
     pytest.importorskip("spikingjelly")
     pytest.importorskip("h5py")  # spikingjelly's model package imports it
-    monkeypatch.syspath_prepend(str(BENCH_DIR))
-    threads = torch.get_num_threads()
-    yield importlib.import_module("bench_attention")
-    torch.set_num_threads(threads)
+    return import_bench("bench_attention")
 
 
 def test_quick_run_writes_json(bench, tmp_path):

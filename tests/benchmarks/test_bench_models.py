@@ -3,24 +3,15 @@ parameter counts match, and with the same weights and tokens the encoders agree.
 
 from __future__ import annotations
 
-import importlib
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
-
 
 @pytest.fixture
-def bench(monkeypatch):
-    pytest.importorskip("spikingjelly")
-    pytest.importorskip("h5py")  # spikingjelly's model package imports it
-    monkeypatch.syspath_prepend(str(BENCH_DIR))
-    threads = torch.get_num_threads()
-    yield importlib.import_module("bench_models")
-    torch.set_num_threads(threads)
+def bench(import_bench):
+    return import_bench("bench_models")  # spikingjelly and h5py: installed by make setup
 
 
 def test_quick_run_writes_json(bench, tmp_path):
