@@ -43,9 +43,12 @@ import _model_stages
 import spikeattn as sa
 
 RESULTS = Path(__file__).resolve().parent / "results" / "models_cpu.json"
-SDT_NOTE = ("spikingjelly 2.0's Spike-driven Transformer (model.spike_driven_transformer) is built for "
-            "ImageNet/DVS shapes with its own stem, membrane shortcuts and no CIFAR-10 4-384 config: its "
-            "parameters do not match sa.models.spikformer(..., attention='sdsa'), so it is not timed here")
+SDT_NOTE = ("spikingjelly 2.0's SpikeDrivenTransformer, built at this size (embed_dims=384, num_heads=12, "
+            "depths=4, pooling_stat='0011': 9,320,842 parameters), is not the same network as "
+            "sa.models.spikformer('spikformer-4-384', attention='sdsa') (9,310,906): it uses membrane "
+            "shortcuts (a LIF before every conv, residuals adding real-valued membranes), convs with biases "
+            "and a LIF before the head, where ours keeps Spikformer's spike shortcuts; weights cannot be "
+            "copied nor outputs compared, so it is not timed here")
 MALLOC = {"keep": "mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^40): freed memory stays in the heap",
           "default": "glibc defaults (large tensors are fresh mmaps)"}
 
