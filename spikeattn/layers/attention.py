@@ -76,7 +76,7 @@ class SpikingSelfAttention(nn.Module):
         self.proj_lif = neuron.make()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tokens(x, self.dim)
+        check_tokens(x, self.dim, module=self)
         qkv = self.qkv_lif(self.qkv(x))                      # (T, B, N, 3C)
         a = self.attn_lif(ssa_tokens(qkv, self.heads, self.scale, self.order)).to(x.dtype)  # (T, B, N, C)
         return self.proj_lif(self.proj(a, is_spikes=True))
@@ -110,7 +110,7 @@ class SpikeDrivenSelfAttention(nn.Module):
         self.proj_lif = neuron.make()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tokens(x, self.dim)
+        check_tokens(x, self.dim, module=self)
         q, k, v = self.qkv_lif(self.qkv(x)).chunk(3, dim=-1)        # 3 x (T, B, N, C)
         # counts up to N: summed in fp32 (bf16 holds integers exactly only up to 256)
         kv = self.kv_lif((k * v).sum(dim=2, keepdim=True, dtype=acc_dtype(x.dtype))).to(q.dtype)  # (T, B, 1, C)

@@ -7,6 +7,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spikeattn.functional.norm import masked_batch_norm
+from spikeattn.layers.checks import check_input
 from spikeattn.layers.seq import NeuronSpec, PerFrame
 
 __all__ = ["SPS", "SCS", "ConvBNLIF", "sps_grid"]
@@ -51,6 +52,13 @@ class ConvBNLIF(nn.Module):
         y = conv(x[0])                                           # (B, C, H, W): one conv per image
         y = y.unsqueeze(0).expand(t, *y.shape).flatten(0, 1)     # (T*B, C, H, W): the T copies BN normalises
         return bn(y).unflatten(0, (t, x.shape[1]))               # (T, B, C, H, W)
+
+
+def check_images(x: torch.Tensor, stem: nn.Module) -> None:
+    """Images ``[T, B, C_in, H, W]`` of the stem's size; in training, BatchNorm's last stage sees T*B*N values."""
+    h, w = stem.img_size
+    batch = x.shape[0] * x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 5 else 0
+    check_input(x, stem, "T B C_in H W", "images", bn_values=batch * stem.num_tokens, C_in=stem.in_channels, H=h, W=w)
 
 
 class SPS(nn.Module):
@@ -101,12 +109,7 @@ class SPS(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[T, B, C_in, H, W]`` -> ``[T, B, N, C]``."""
-        expected = (self.in_channels, *self.img_size)
-        if x.dim() != 5 or tuple(x.shape[2:]) != expected:
-            raise ValueError(
-                f"SPS expects images [T, B, {', '.join(map(str, expected))}] (in_channels, H, W), "
-                f"got shape {tuple(x.shape)}"
-            )
+        check_images(x, self)
         f = self.stages(x)                     # (T, B, C, H', W')
         y = f + self.rpe(f)
         return y.flatten(3).transpose(2, 3).contiguous()  # (T, B, N, C)
@@ -191,12 +194,7 @@ class SCS(nn.Module):
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
         """``[T, B, C_in, H, W]`` (and an optional keep mask ``[B, H', W']``, True = visible) -> ``[T, B, N, C]``."""
-        expected = (self.in_channels, *self.img_size)
-        if x.dim() != 5 or tuple(x.shape[2:]) != expected:
-            raise ValueError(
-                f"SCS expects images [T, B, {', '.join(map(str, expected))}] (in_channels, H, W), "
-                f"got shape {tuple(x.shape)}"
-            )
+        check_images(x, self)
         mask = _Remask(keep, x.shape[1], self.grid)
         x = mask(x)
         for stage, extras in zip(self.stages, self.extras):

@@ -31,7 +31,7 @@ class SpikingMLP(nn.Module):
         self.fc2, self.lif2 = LinearBN(hidden, dim), neuron.make()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_tokens(x, self.dim)
+        check_tokens(x, self.dim, module=self)
         return self.lif2(self.fc2(self.lif1(self.fc1(x)), is_spikes=True))
 
 
@@ -58,5 +58,6 @@ class SpikformerBlock(nn.Module):
         self.mlp = SpikingMLP(dim, int(dim * mlp_ratio), neuron=neuron)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_tokens(x, self.mlp.dim, module=self)
         x = x + self.attn(x)
         return x + self.mlp(x)

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spikeattn import surrogate as sg
+from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
 from spikeattn.ops.lif import lif_multi_step
 from spikeattn.ops.linear.autograd import Linear  # nn.Linear with its GEMMs on oneDNN (fp32 CPU)
@@ -97,6 +98,7 @@ class SpikingTimeMix(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``, the whole sequence from the empty state."""
+        check_input(x, self, "B T C", C=self.key.in_features)
         k, v, r = self._mix(x, token_shift(x))
         y = wkv(torch.exp(self.time_decay), self.time_first, k, v, backend=self.wkv_backend)
         return self.output(torch.sigmoid(r) * y)
@@ -140,6 +142,7 @@ class SpikingChannelMix(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``."""
+        check_input(x, self, "B T C", C=self.key.in_features)
         return self._mix(x, token_shift(x))
 
     def step(self, x: torch.Tensor, shift: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

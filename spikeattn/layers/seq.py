@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from spikeattn import surrogate as sg
+from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
 from spikeattn.ops.spike_linear import spike_linear
 
@@ -34,16 +35,9 @@ class NeuronSpec:
                    surrogate=self.surrogate, backend=self.backend)
 
 
-def check_tokens(x: torch.Tensor, dim: int, name: str = "x") -> None:
-    """Raise unless ``x`` is a floating ``[T, B, N, dim]`` tensor."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must be time-major tokens [T, B, N, C] (4 dims), got shape {tuple(x.shape)}")
-    if x.shape[-1] != dim:
-        raise ValueError(f"{name} must have last dim C={dim}, got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be floating point, got {x.dtype}")
+def check_tokens(x: torch.Tensor, dim: int, name: str = "x", module: nn.Module | None = None) -> None:
+    """Raise unless ``x`` is a floating ``[T, B, N, dim]`` tensor (fitting ``module``: dtype, BatchNorm batch)."""
+    check_input(x, module if module is not None else nn.Identity(), "T B N C", name, C=dim)
 
 
 class PerFrame(nn.Sequential):

@@ -107,6 +107,10 @@ class SpikeGPT(nn.Module):
             shape = "[B, T]" if dims == 2 else "[B]"
             raise ValueError(f"{name} must be an int64/int32 tensor {shape}, got {getattr(idx, 'dtype', type(idx))} "
                              f"of shape {tuple(getattr(idx, 'shape', ()))}")
+        if 0 in idx.shape:
+            shape = "[B, T]" if dims == 2 else "[B]"
+            raise ValueError(f"{name} must be a non-empty {shape} (at least one sequence and one token), "
+                             f"got shape {tuple(idx.shape)}")
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.config.vocab_size):
             raise ValueError(f"{name} holds token ids outside [0, {self.config.vocab_size})")
 
@@ -143,10 +147,7 @@ class SpikeGPT(nn.Module):
         tokens, ``top_p`` the smallest set whose probability reaches p; ``seed`` makes a new generator.
         """
         self._check_idx(idx, 2, "idx")
-        if idx.shape[1] == 0:
-            raise ValueError("idx must hold at least one prompt token per sequence")
-        if temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+        check_sampling(max_new_tokens, temperature, top_k, top_p)
         if seed is not None:
             generator = torch.Generator(device=idx.device).manual_seed(seed)
         state = None
@@ -158,6 +159,18 @@ class SpikeGPT(nn.Module):
             out.append(nxt[:, None])
             logits, state = self.step(nxt, state)
         return torch.cat(out, dim=1)
+
+
+def check_sampling(max_new_tokens, temperature, top_k, top_p) -> None:
+    """The arguments of ``generate``, checked before any token is computed."""
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an int >= 0, got {max_new_tokens!r}")
+    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1 (the number of tokens kept), got {top_k!r}")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0.0 < top_p <= 1.0):
+        raise ValueError(f"top_p must be None or in (0, 1], got {top_p!r}")
 
 
 def sample(logits: torch.Tensor, temperature: float, top_k: int | None, top_p: float | None,

@@ -14,6 +14,7 @@ from torch import nn
 
 from spikeattn import surrogate as sg
 from spikeattn.layers import SCS, SPS, NeuronSpec, SpikformerBlock
+from spikeattn.layers.embed import check_images
 from spikeattn.layers.mlp import ATTENTION
 from spikeattn.neuron.base import reset
 
@@ -141,9 +142,9 @@ class Spikformer(nn.Module):
                 f"[T, B, {c.in_channels}, {size[0]}, {size[1]}] (in_channels={c.in_channels}, img_size={c.img_size}), "
                 f"got shape {tuple(x.shape)}; build it with img_size=/in_channels= to change them"
             )
-        if x.dim() == 4:
-            return x.unsqueeze(0).expand(c.T, *x.shape)  # direct encoding: the same frame T times
-        return x
+        x_seq = x.unsqueeze(0).expand(c.T, *x.shape) if x.dim() == 4 else x  # direct encoding: the same frame T times
+        check_images(x_seq, self.embed)  # empty dims, dtype, BatchNorm batch
+        return x_seq
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
