@@ -24,3 +24,8 @@ def kernel_dir() -> Path:
 def hardware_dir() -> Path:
     """The folder of hardware profiles and the Lava runtime."""
     return _find("_hardware", "hardware")
+
+
+def benchmarks_dir() -> Path:
+    """The benchmark scripts (``benchmarks/bench_*.py``)."""
+    return _find("_benchmarks", "benchmarks")

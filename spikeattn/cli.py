@@ -190,10 +190,35 @@ def cmd_loihi_report(args) -> None:
 
 
 def cmd_bench(args) -> None:
-    script = Path(__file__).resolve().parent.parent / "benchmarks" / f"bench_{args.op}.py"
-    if not script.is_file():
-        raise SystemExit(f"benchmarks live in the source tree; {script} not found (run from a git checkout)")
-    raise SystemExit(subprocess.call([sys.executable, str(script), *args.rest]))
+    from spikeattn._paths import benchmarks_dir
+
+    folder = benchmarks_dir()
+    script = folder / f"bench_{args.op}.py"
+    rest = list(args.rest)
+    if folder.name == "_benchmarks" and "--out" not in rest:
+        # An installed copy: write the JSON here, not into site-packages.
+        rest += ["--out", f"bench_{args.op}.json"]
+    raise SystemExit(subprocess.call([sys.executable, str(script), *rest]))
+
+
+def cmd_lava_env(args) -> None:
+    """Build the Python 3.10 Lava env with the script `make lava-env` runs (shipped in the wheel)."""
+    import shutil
+
+    from spikeattn._paths import hardware_dir
+    from spikeattn.export.lava import lava_env_dir
+
+    target = Path(args.path).resolve() if args.path else lava_env_dir()
+    bash = shutil.which("bash")
+    if bash is None:
+        raise SystemExit("spikeattn lava-env needs bash to run its build script")
+    status = subprocess.call([bash, str(hardware_dir() / "lava" / "make_env.sh"), str(target)])
+    if status != 0:
+        raise SystemExit(f"spikeattn lava-env: building {target} failed (exit status {status}); see the lines above")
+    if args.path and target != lava_env_dir():
+        print(f"run_lava finds it with: export SPIKEATTN_LAVA_PYTHON={target / 'bin' / 'python'}")
+    else:
+        print(f"run_lava and `spikeattn lava-run` find {target} by themselves")
 
 
 def _run_flags(p: argparse.ArgumentParser) -> None:
@@ -266,7 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     lr.add_argument("--json", help="write the report as JSON here")
     lr.set_defaults(func=cmd_loihi_report)
 
-    b = sub.add_parser("bench", help="run benchmarks/bench_<op>.py from the source tree")
+    le = sub.add_parser("lava-env", help="build the Python 3.10 Lava environment that run_lava uses (~1 min, PyPI)")
+    le.add_argument("path", nargs="?", default=None,
+                    help="where to build it (default: the user cache, ~/.cache/spikeattn/venv-lava, which run_lava finds; "
+                         "elsewhere, point SPIKEATTN_LAVA_PYTHON at PATH/bin/python)")
+    le.set_defaults(func=cmd_lava_env)
+
+    b = sub.add_parser("bench", help="run a benchmark (benchmarks/bench_<op>.py, shipped in the wheel)")
     b.add_argument("op", choices=("lif", "attention", "wkv", "opcount"))
     b.add_argument("rest", nargs=argparse.REMAINDER, help="arguments passed to the benchmark")
     b.set_defaults(func=cmd_bench)

@@ -139,3 +139,38 @@ def test_pretrain_then_finetune_from_it(tmp_path, capsys):
     with pytest.raises(SystemExit, match="pretrained file not found|not found"):
         main(["train", "spikformer", "--init-from", str(tmp_path / "nope.pt"), "--steps", "1", "--train-limit", "8",
               "--out", str(tmp_path / "x")])
+
+
+def test_lava_env_runs_the_shipped_make_script(tmp_path, monkeypatch, capsys):
+    """`spikeattn lava-env [PATH]` runs hardware/lava/make_env.sh (the script of `make lava-env`) into PATH or the user cache."""
+    import spikeattn._paths as paths
+
+    hw = tmp_path / "hw"
+    (hw / "lava").mkdir(parents=True)
+    (hw / "lava" / "make_env.sh").write_text('echo "$1" > "$(dirname "$0")/called"\n')
+    monkeypatch.setattr(paths, "hardware_dir", lambda: hw)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    main(["lava-env"])
+    assert (hw / "lava" / "called").read_text().strip() == str(tmp_path / "cache" / "spikeattn" / "venv-lava")
+    assert "find" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)
+    main(["lava-env", "envs/lava"])  # a relative PATH, resolved; run_lava then needs SPIKEATTN_LAVA_PYTHON
+    assert (hw / "lava" / "called").read_text().strip() == str(tmp_path / "envs" / "lava")
+    assert f"SPIKEATTN_LAVA_PYTHON={tmp_path / 'envs' / 'lava' / 'bin' / 'python'}" in capsys.readouterr().out
+    (hw / "lava" / "make_env.sh").write_text("exit 3\n")
+    with pytest.raises(SystemExit, match="failed \\(exit status 3\\)"):
+        main(["lava-env"])
+
+
+def test_bench_runs_from_the_shipped_copy(tmp_path, monkeypatch):
+    import spikeattn._paths as paths
+
+    shipped = tmp_path / "_benchmarks"
+    shipped.mkdir()
+    (shipped / "bench_lif.py").write_text("import sys, pathlib; pathlib.Path(sys.argv[-1]).write_text(' '.join(sys.argv[1:]))\n")
+    monkeypatch.setattr(paths, "benchmarks_dir", lambda: shipped)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "lif", "--quick"])
+    assert exit_.value.code == 0
+    assert (tmp_path / "bench_lif.json").read_text() == "--quick --out bench_lif.json"  # JSON here, not in site-packages

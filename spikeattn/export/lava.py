@@ -54,10 +54,27 @@ def export_graph(model: nn.Module, example_input: torch.Tensor) -> tuple[dict, d
     return build(model, example_input) if build else build_graph(fold_batchnorm(model), example_input)
 
 
+def lava_env_dir() -> Path:
+    """Where ``spikeattn lava-env`` builds the Lava env by default: a per-user cache folder."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "spikeattn" / "venv-lava"
+
+
 def lava_python() -> Path:
-    """The Python of the Lava env: ``$SPIKEATTN_LAVA_PYTHON`` or ``<repo>/.venv-lava/bin/python``."""
+    """The Python of the Lava env, the first that exists of: ``$SPIKEATTN_LAVA_PYTHON``, the source tree's
+    ``.venv-lava`` (``make lava-env``), the user cache env (``spikeattn lava-env``)."""
     env = os.environ.get("SPIKEATTN_LAVA_PYTHON")
-    return Path(env) if env else hardware_dir().parent / ".venv-lava" / "bin" / "python"
+    if env:
+        return Path(env)
+    candidates = [hardware_dir().parent / ".venv-lava" / "bin" / "python", lava_env_dir() / "bin" / "python"]
+    return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+def _missing_env_message(py: Path) -> str:
+    source = "set by $SPIKEATTN_LAVA_PYTHON" if os.environ.get("SPIKEATTN_LAVA_PYTHON") else "looked for"
+    return (f"the Lava environment is missing ({source}: {py}); build it with `spikeattn lava-env` (into "
+            f"{lava_env_dir()}; `make lava-env` in a source checkout), or set SPIKEATTN_LAVA_PYTHON to the python "
+            "of a Python 3.10 env with lava-nc 0.10.0")
 
 
 def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarray, fixed_point: bool = False,
@@ -101,16 +118,21 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
     if x.ndim != 2 + len(art.input_shape) or tuple(x.shape[2:]) != art.input_shape:
         raise ValueError(f"input_spikes must be [T, B, {', '.join(map(str, art.input_shape))}] for this artifact, "
                          f"got shape {tuple(x.shape)}")
+    if 0 in x.shape[:2]:
+        raise ValueError(f"input_spikes needs at least one time step and one sample (T, B >= 1), got shape {tuple(x.shape)}")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.complexfloating):
+        raise TypeError(f"input_spikes must be a real numeric array, got dtype {x.dtype}")
     if not np.isfinite(x).all():
         raise ValueError("input_spikes holds NaN or inf")
     py = lava_python()
     if not py.is_file():
-        raise LavaError(f"the Lava environment is missing ({py}); build it with `make lava-env`")
+        raise LavaError(_missing_env_message(py))
     runner = hardware_dir() / "lava" / "run.py"
     with tempfile.TemporaryDirectory(prefix="spikeattn-lava-") as tmp:
         inp, out = os.path.join(tmp, "input.npy"), os.path.join(tmp, "out.npz")
         np.save(inp, x.astype(np.float32))
-        cmd = [str(py), str(runner), str(art.path), "--input", inp, "--out", out]
+        # The runner starts in the temporary folder: a relative artifact path must be resolved here.
+        cmd = [str(py), str(runner), str(Path(art.path).resolve()), "--input", inp, "--out", out]
         cmd += ["--fixed-point"] * fixed_point + ["--record-all"] * return_layers
         cmd += ["--weight-synapses", str(weight_synapses)]
         cmd += ["--library"] * library + ["--library-plan"] * (plan == "library" and not library)

@@ -107,8 +107,9 @@ def to_netx(model: nn.Module, path: str | os.PathLike, example_input: torch.Tens
     Example:
         >>> to_netx(net.eval(), "out/net.net", x[:, :1])
     """
-    import h5py
+    from spikeattn._optional import require
 
+    h5py = require("h5py", "to_netx (an HDF5 file)")
     model = fold_batchnorm(model)
     graph, arrays = build_graph(model, example_input)
     named = dict(model.named_modules())

@@ -66,12 +66,9 @@ OP_WHY = {
 
 
 def _nir():
-    try:
-        import nir
-    except ImportError as e:
-        raise ImportError("to_nir needs the `nir` package (pure Python): `pip install nir` "
-                          "(tested with nir==1.0.8)") from e
-    return nir
+    from spikeattn._optional import require
+
+    return require("nir", "to_nir")  # tested with nir==1.0.8
 
 
 # ----------------------------------------------------------------------------- IR node -> NIR nodes

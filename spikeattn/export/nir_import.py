@@ -32,11 +32,9 @@ DEFAULT_DT = 1e-4   # snntorch's export_nir/import_nir hard-code it
 
 
 def _nir():
-    try:
-        import nir
-    except ImportError as e:
-        raise ImportError("from_nir needs the `nir` package (pure Python): `pip install nir`") from e
-    return nir
+    from spikeattn._optional import require
+
+    return require("nir", "from_nir")
 
 
 def _f32(a) -> torch.Tensor:

@@ -29,9 +29,10 @@ def check_input(x, module: nn.Module, layout: str, name: str = "x", bn_values: i
         raise TypeError(f"{name} must be floating point, got {x.dtype}")
     if x.dim() != len(dims):
         raise ValueError(f"{name} must be [{', '.join(dims)}] ({len(dims)} dims), got shape {tuple(x.shape)}")
-    for dim, size in zip(dims, x.shape):
+    for i, (dim, size) in enumerate(zip(dims, x.shape)):
         if dim in sizes and size != sizes[dim]:
-            raise ValueError(f"{name} must have {dim}={sizes[dim]} in [{', '.join(dims)}], got shape {tuple(x.shape)}")
+            where = "last dim " if i == len(dims) - 1 else ""
+            raise ValueError(f"{name} must have {where}{dim}={sizes[dim]} in [{', '.join(dims)}], got shape {tuple(x.shape)}")
         if size == 0:
             raise ValueError(f"{name} has an empty dimension {dim}=0, shape {tuple(x.shape)}")
     check_dtype(x, module, name)

@@ -56,9 +56,12 @@ class ConvBNLIF(nn.Module):
 
 def check_images(x: torch.Tensor, stem: nn.Module) -> None:
     """Images ``[T, B, C_in, H, W]`` of the stem's size; in training, BatchNorm's last stage sees T*B*N values."""
-    h, w = stem.img_size
-    batch = x.shape[0] * x.shape[1] if isinstance(x, torch.Tensor) and x.dim() == 5 else 0
-    check_input(x, stem, "T B C_in H W", "images", bn_values=batch * stem.num_tokens, C_in=stem.in_channels, H=h, W=w)
+    expected = (stem.in_channels, *stem.img_size)
+    if isinstance(x, torch.Tensor) and (x.dim() != 5 or tuple(x.shape[2:]) != expected):
+        raise ValueError(f"{type(stem).__name__} expects images [T, B, {', '.join(map(str, expected))}] "
+                         f"(in_channels, H, W), got shape {tuple(x.shape)}")
+    batch = x.shape[0] * x.shape[1] if isinstance(x, torch.Tensor) else 0
+    check_input(x, stem, "T B C_in H W", "images", bn_values=batch * stem.num_tokens)
 
 
 class SPS(nn.Module):

@@ -6,10 +6,9 @@ from pathlib import Path
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as e:
-        raise ImportError("OpReport.plot needs matplotlib: pip install matplotlib") from e
+    from spikeattn._optional import require
+
+    matplotlib = require("matplotlib", "the op-count plot")
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 __all__ = ["MetricsLog", "write_json", "plot_curves"]
@@ -37,10 +38,20 @@ def write_json(obj: dict, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def plot_curves(history: list[dict], path: str | os.PathLike) -> Path:
-    """Loss (left) and accuracy (right) against the step, train and eval, as a PNG."""
-    import matplotlib  # lazy: a dev extra, and only rank 0 at the end of a run needs it
+def plot_curves(history: list[dict], path: str | os.PathLike) -> Path | None:
+    """Loss (left) and accuracy (right) against the step, train and eval, as a PNG.
 
+    Optional: without matplotlib (the ``[train]`` extra) the run still finishes and saves everything
+    else; a warning says how to get the plot. Returns the path, or None when nothing was drawn.
+    """
+    try:
+        import matplotlib  # lazy: only rank 0 at the end of a run needs it
+    except ImportError:
+        from spikeattn._optional import install_hint
+
+        warnings.warn(f"{path} not drawn: matplotlib is not installed ({install_hint('matplotlib')}); "
+                      "metrics.jsonl has the same curves", RuntimeWarning, stacklevel=2)
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

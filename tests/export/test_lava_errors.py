@@ -68,8 +68,49 @@ def test_wrong_input_shape(tmp_path):
 def test_missing_env(tmp_path, monkeypatch):
     art = to_lava(mlp(), tmp_path / "a", X)
     monkeypatch.setenv("SPIKEATTN_LAVA_PYTHON", str(tmp_path / "nope" / "python"))
-    with pytest.raises(LavaError, match="make lava-env"):
+    with pytest.raises(LavaError, match=r"set by \$SPIKEATTN_LAVA_PYTHON: .*nope/python.*`spikeattn lava-env`.*make lava-env.*"
+                                        r"set SPIKEATTN_LAVA_PYTHON"):
         run_lava(art, X.numpy())
+
+
+def test_env_found_in_user_cache(tmp_path, monkeypatch):
+    """A wheel user's env: `spikeattn lava-env` builds into $XDG_CACHE_HOME/spikeattn/venv-lava, found there."""
+    from spikeattn.export import lava
+
+    monkeypatch.delenv("SPIKEATTN_LAVA_PYTHON", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(lava, "hardware_dir", lambda: tmp_path / "site-packages" / "spikeattn" / "_hardware")
+    assert lava.lava_env_dir() == tmp_path / "spikeattn" / "venv-lava"
+    with pytest.raises(LavaError, match=rf"looked for: {tmp_path}/spikeattn/venv-lava/bin/python"):
+        run_lava(to_lava(mlp(), tmp_path / "a", X), X.numpy())
+    py = tmp_path / "spikeattn" / "venv-lava" / "bin" / "python"
+    py.parent.mkdir(parents=True)
+    py.write_text("")
+    assert lava.lava_python() == py
+
+
+@pytest.mark.parametrize("shape", [(0, 1, 1, 28, 28), (2, 0, 1, 28, 28)])
+def test_empty_time_or_batch(tmp_path, shape):
+    art = to_lava(mlp(), tmp_path / "a", X)
+    with pytest.raises(ValueError, match=r"at least one time step and one sample \(T, B >= 1\)"):
+        run_lava(art, np.zeros(shape, np.float32))
+
+
+def test_truncated_graph_json(tmp_path):
+    to_lava(mlp(), tmp_path / "a", X)
+    graph = tmp_path / "a" / "graph.json"
+    graph.write_text(graph.read_text()[:200])
+    with pytest.raises(ValueError, match=rf"{graph}: not a readable artifact graph \(truncated or damaged JSON"):
+        run_lava(tmp_path / "a", X.numpy())
+
+
+def test_relative_artifact_path(tmp_path, monkeypatch):
+    """The README's relative paths: the runner starts in a temporary folder, so the path is resolved first."""
+    require_lava()
+    monkeypatch.chdir(tmp_path)
+    to_lava(mlp(), "out/model.lava", X)
+    out = run_lava("out/model.lava", X.numpy())
+    assert out.shape[:2] == (2, 1)
 
 
 def test_timeout(tmp_path):

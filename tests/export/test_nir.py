@@ -245,5 +245,5 @@ def test_bad_arguments():
 
 def test_missing_nir_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "nir", None)   # makes `import nir` raise ImportError
-    with pytest.raises(ImportError, match="pip install nir"):
+    with pytest.raises(ImportError, match=r"pip install 'spikeattn\[export\]'"):
         to_nir(mlp(), fashion_input(1, 1))

@@ -62,8 +62,8 @@ def test_spikformer_single_image_in_train_mode():
 @pytest.mark.parametrize("layer, x, problem", [
     (sa.layers.SpikingSelfAttention(16, 2), torch.ones(2, 0, 3, 16), "empty dimension B=0"),
     (sa.layers.SpikingTimeMix(16, 0, 1), torch.ones(2, 0, 16), "empty dimension T=0"),
-    (sa.layers.SpikingChannelMix(16, 0, 1), torch.ones(2, 3, 8), r"must have C=16"),
-    (sa.layers.SPS(1, 16, 8), torch.ones(1, 2, 3, 8, 8), "must have C_in=1"),
+    (sa.layers.SpikingChannelMix(16, 0, 1), torch.ones(2, 3, 8), "must have last dim C=16"),
+    (sa.layers.SPS(1, 16, 8), torch.ones(1, 2, 3, 8, 8), r"SPS expects images \[T, B, 1, 8, 8\]"),
 ])
 def test_layer_shapes(layer, x, problem):
     with pytest.raises(ValueError, match=problem):
