@@ -7,17 +7,7 @@ import torch
 from torch import nn
 
 from spikeattn.opcount import count
-
-
-class Fn(nn.Module):
-    """Wraps a plain function, so ops run outside any nn.Linear/Conv module."""
-
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
+from tests.opcount.helpers import Fn
 
 
 def spikes_at(shape, positions):

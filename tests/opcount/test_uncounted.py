@@ -11,6 +11,7 @@ from torch.nn import functional as F
 
 import spikeattn as sa
 from spikeattn.opcount import UncountedOpWarning, count
+from tests.opcount.helpers import Fn
 
 L, B, E, H = 5, 2, 16, 2  # tokens, batch, embedding, heads
 
@@ -74,15 +75,6 @@ def test_recurrent_layers_count_input_and_recurrent_gemms(cls, gates):
     assert r.uncounted == {}
     if cls is nn.LSTM and torch.backends.mkldnn.is_available():
         assert "mkldnn_rnn_layer" in r.by_op
-
-
-class Fn(nn.Module):
-    def __init__(self, fn):
-        super().__init__()
-        self.fn = fn
-
-    def forward(self, *args):
-        return self.fn(*args)
 
 
 torch.library.define("spikeattn_test::mystery", "(Tensor x, Tensor w) -> Tensor")
