@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.setup-done
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup data test test-all demo bench lava-env clean
+.PHONY: setup data test test-all demo bench lava-env netx-env clean
 
 setup: $(STAMP)
 
@@ -31,11 +31,12 @@ data: $(FMNIST)
 $(FMNIST):
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist
 
-# The Lava tests need .venv-lava (Python 3.10, ~45 s to build from PyPI); without it they would skip.
-test: setup data lava-env
+# The Lava tests need .venv-lava (Python 3.10, ~45 s to build from PyPI), the netx tests .venv-netx;
+# without them they would skip.
+test: setup data lava-env netx-env
 	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
-test-all: setup data lava-env
+test-all: setup data lava-env netx-env
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: setup data lava-env
@@ -48,6 +49,12 @@ bench: setup
 lava-env: .venv-lava/.setup-done
 .venv-lava/.setup-done: hardware/lava/requirements.txt
 	bash hardware/lava/make_env.sh .venv-lava
+	touch $@
+
+# lava-dl's netx (runs the files of sa.export.to_netx): .venv-lava's packages + lava-dl --no-deps, torch stubbed.
+netx-env: .venv-netx/.setup-done
+.venv-netx/.setup-done: hardware/lava/requirements.txt hardware/lava/requirements-netx.txt hardware/lava/make_netx_env.sh
+	bash hardware/lava/make_netx_env.sh .venv-netx
 	touch $@
 
 clean:

@@ -12,6 +12,8 @@ estimates from ``spikeattn.opcount`` counts priced with the profile's per-operat
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import math
 import os
@@ -22,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from spikeattn._paths import hardware_dir
 from spikeattn.export.artifact import LavaArtifact, open_artifact
 from spikeattn.export.lava import export_graph
 from spikeattn.export.loihi_cores import LayerTooLarge, conv_cores, dense_cores
@@ -32,7 +35,7 @@ from spikeattn.opcount.report import format_table, human
 __all__ = ["loihi_report", "LoihiReport", "off_library_nodes"]
 
 ROUTING = ("reshape", "to_tokens", "merge_heads")      # free: they only rename neurons
-OFF_LIBRARY = {
+OFF_LIBRARY = {   # what stays a custom process in run_lava(..., library=True), and why
     "ssa": "spike x spike attention (both operands change every step): no synapse can hold it",
     "sdsa_kv": "spike-driven attention (K * V summed over tokens): products of two spike trains",
     "sdsa_mask": "spike-driven attention mask (Q * kv): products of two spike trains",
@@ -43,21 +46,45 @@ OFF_LIBRARY = {
 }
 
 
-def _neuron_why(attrs: dict) -> str | None:
-    if attrs["v_reset"] is None:
-        return "soft reset (v -= v_th): Lava's LIF resets to 0"
-    if attrs["v_reset"] != 0.0:
-        return f"hard reset to v_reset={attrs['v_reset']}: Lava's LIF resets to 0"
-    return None
+@functools.cache
+def _quantize_module():
+    """hardware/lava/quantize.py (numpy only): the one rule of which pairs Lava's library runs."""
+    path = hardware_dir() / "lava" / "quantize.py"
+    spec = importlib.util.spec_from_file_location("_spikeattn_lava_quantize", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def off_library_nodes(graph: dict) -> list[dict]:
-    """``[{name, op, why}]``: graph nodes Lava's process library cannot express (custom processes)."""
+    """``[{name, op, why}]``: the nodes ``run_lava(..., library=True)`` keeps as custom processes.
+
+    A Linear/Conv and its neuron run on Lava's processes exactly when ``library_pairs`` of the
+    runtime (hardware/lava/quantize.py) says so; the reasons below are its conditions.
+    """
+    q = _quantize_module()
+    pairs = q.library_pairs(graph)
+    nodes = {n["name"]: n for n in graph["nodes"]}
+    users = {n["name"]: [] for n in graph["nodes"]}
+    for n in graph["nodes"]:
+        for i in n["inputs"]:
+            users[i].append(n)
     out = []
     for n in graph["nodes"][1:]:
-        why = _neuron_why(n["attrs"]) if n["op"] == "lif" else OFF_LIBRARY.get(n["op"])
-        if why:
-            out.append({"name": n["name"], "op": n["op"], "why": why})
+        name, op = n["name"], n["op"]
+        if name in pairs or name in pairs.values() or op in ROUTING:
+            continue
+        if op == "lif":
+            src = nodes[n["inputs"][0]]
+            why = q.lif_why(n["attrs"]) or (
+                "fed by graded (non-spike) input: 16-bit inputs times 8-bit weights exceed Lava's 17-bit threshold"
+                if src["op"] in ("linear", "conv2d") else f"fed by a custom process ({src['op']})")
+        elif op in ("linear", "conv2d"):
+            why = ("its neuron stays custom (see that node)" if [u["op"] for u in users[name]] == ["lif"]
+                   else "not followed by exactly one neuron layer")
+        else:
+            why = OFF_LIBRARY.get(op, "no Lava library process")
+        out.append({"name": name, "op": op, "why": why})
     return out
 
 

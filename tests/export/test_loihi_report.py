@@ -141,8 +141,21 @@ def test_totals_are_sums_and_spikformer_lists_off_library(tmp_path):
 def test_soft_reset_is_off_library():
     net = nn.Sequential(nn.Linear(4, 4), N.LIF(v_reset=None), nn.Linear(4, 2), N.LIF()).eval()
     rep = loihi_report(net, torch.ones(1, 1, 4), profile="loihi1")
-    assert [(o["name"], o["op"]) for o in rep.off_library] == [("1", "lif")]
-    assert "soft reset" in rep.off_library[0]["why"]
+    assert [(o["name"], o["op"]) for o in rep.off_library] == [("0", "linear"), ("1", "lif")]
+    assert "soft reset" in rep.off_library[1]["why"]
+
+
+def test_off_library_is_what_library_runs_keep_custom(tmp_path):
+    """The report's off-library list and run_lava(library=True)'s Lava pairs split the graph exactly."""
+    from spikeattn.export.loihi import _quantize_module
+
+    model = sa.models.spikformer("spikformer-mini-fmnist").eval()
+    art = to_lava(model, tmp_path / "a", torch.rand(1, 1, 28, 28))
+    pairs = _quantize_module().library_pairs(art.graph)
+    off = {o["name"] for o in loihi_report(art, profile="loihi2").off_library}
+    work = {n["name"] for n in art.graph["nodes"][1:] if n["op"] not in ("reshape", "to_tokens", "merge_heads")}
+    assert off | set(pairs) | set(pairs.values()) == work and not off & (set(pairs) | set(pairs.values()))
+    assert {"embed.stages.0.conv.0", "embed.stages.0.lif", "blocks.0.attn.attn_lif"} <= off
 
 
 @pytest.mark.parametrize("name", ["loihi1", "loihi2"])

@@ -69,7 +69,8 @@ def test_conv_layout(tmp_path):
     net[0][1].running_mean.uniform_(-0.5, 0.5)
     to_netx(net, tmp_path / "c.net", X)
     inp, conv, flat, dense = layers(tmp_path / "c.net")
-    assert inp["type"][0] == b"input" and list(inp["shape"]) == [1, 28, 28] and inp["neuron/vThMant"] == 0
+    # shape only, no neuron: netx then builds no Input block and the conv's own input port takes spikes
+    assert inp["type"][0] == b"input" and list(inp["shape"]) == [1, 28, 28] and not any(k.startswith("neuron") for k in inp)
     assert conv["type"][0] == b"conv" and list(conv["shape"]) == [4, 14, 14]
     assert (conv["inChannels"], conv["outChannels"], conv["groups"]) == (1, 4, 1)
     assert list(conv["kernelSize"]) == [3, 3] and list(conv["stride"]) == [2, 2] and list(conv["padding"]) == [1, 1]
@@ -81,11 +82,31 @@ def test_conv_layout(tmp_path):
     assert dense["inFeatures"] == 784 and dense["weight"].shape == (10, 784)
 
 
+def test_avgpool_folds_into_the_next_layer(tmp_path):
+    """Conv -> LIF -> AvgPool(2) -> Conv: one netx conv with the kernel repeated over each 2x2
+    window / 4, stride and padding doubled; -> AvgPool(2) -> Flatten -> Linear: columns spread."""
+    torch.manual_seed(0)
+    net = nn.Sequential(PerStep(nn.Conv2d(1, 2, 3, padding=1)), N.LIF(), PerStep(nn.AvgPool2d(2), nn.Conv2d(2, 3, 3, padding=1)),
+                        N.LIF(), PerStep(nn.AvgPool2d(2), nn.Flatten()), nn.Linear(3 * 7 * 7, 4), N.LIF()).eval()
+    to_netx(net, tmp_path / "f.net", X)
+    _, c1, c2, flat, dense = layers(tmp_path / "f.net")
+    assert list(c2["kernelSize"]) == [6, 6] and list(c2["stride"]) == [2, 2] and list(c2["padding"]) == [2, 2]
+    s = c2["attrs"]["spikeattn_scale"]
+    w = net[2][1].weight.detach().double().numpy() / 4 / 2 * s             # / window, / tau, * scale
+    np.testing.assert_array_equal(c2["weight"], np.round(w.repeat(2, axis=2).repeat(2, axis=3)))
+    assert list(flat["shape"]) == [3 * 14 * 14] and dense["weight"].shape == (4, 3 * 14 * 14)
+    wd = net[5].weight.detach().double().numpy().reshape(4, 3, 7, 7) / 4 / 2 * dense["attrs"]["spikeattn_scale"]
+    np.testing.assert_array_equal(dense["weight"], np.round(wd.repeat(2, axis=2).repeat(2, axis=3).reshape(4, -1)))
+
+
 def test_not_exportable(tmp_path):
     with pytest.raises(NotExportable) as e:
-        to_netx(conv_bn(), tmp_path / "x.net", X)    # max/avg pooling, soft-reset IF
-    got = {(p, t) for p, t, _ in e.value.problems}
-    assert {("2.0", "MaxPool2d"), ("3", "IF"), ("4.0", "AvgPool2d")} <= got
+        to_netx(conv_bn(), tmp_path / "x.net", X)    # max pooling, soft-reset IF (its 2x2 avg pool folds)
+    got = {(p, t): why for p, t, why in e.value.problems}
+    assert set(got) == {("2.0", "MaxPool2d"), ("3", "IF")} and "not linear" in got[("2.0", "MaxPool2d")]
+    with pytest.raises(NotExportable, match="tile the input"):
+        to_netx(nn.Sequential(PerStep(nn.Conv2d(1, 2, 3)), N.LIF(), PerStep(nn.AvgPool2d(4), nn.Flatten()),
+                              nn.Linear(2 * 6 * 6, 2), N.LIF()).eval(), tmp_path / "p.net", X)   # 26 % 4 != 0
     with pytest.raises(NotExportable, match="followed by a neuron"):
         to_netx(nn.Sequential(nn.Linear(4, 4), nn.Linear(4, 2), N.LIF()), tmp_path / "y.net", torch.rand(1, 1, 4))
     with pytest.raises(NotExportable, match="resets to 0"):

@@ -1,0 +1,69 @@
+"""The five networks whose netx files lava-dl must run (issue 14), and their spike input.
+
+Shared by tests/export/test_netx_lavadl.py and benchmarks/netx_agreement.py. Gains on the default
+initialisation make every layer fire 6-25% of the time on the input below.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+import spikeattn.neuron as N
+from spikeattn.data import fashion_mnist
+from spikeattn.export import PerStep
+
+
+def rate_input(n: int, t: int, seed: int = 0) -> torch.Tensor:
+    """``[T, n, 1, 28, 28]`` binary spikes: each of the first ``n`` test images' pixels (scaled to
+    [0, 1]) fires with its intensity as probability, every step."""
+    img = fashion_mnist("test", limit=n).images
+    img = (img - img.amin()) / (img.amax() - img.amin())
+    return (torch.rand(t, *img.shape, generator=torch.Generator().manual_seed(seed)) < img).float()
+
+
+def _gains(net: nn.Module, gains) -> nn.Module:
+    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    with torch.no_grad():
+        for m, g in zip(layers, gains, strict=True):
+            m.weight.mul_(g)
+    return net.eval()
+
+
+def mlp() -> nn.Module:
+    torch.manual_seed(0)
+    return _gains(nn.Sequential(PerStep(nn.Flatten()), nn.Linear(784, 64), N.LIF(), nn.Linear(64, 10), N.LIF()), (4, 14))
+
+
+def conv_first() -> nn.Module:
+    """The first layer is a conv fed by spikes (with BatchNorm, folded)."""
+    torch.manual_seed(1)
+    net = nn.Sequential(PerStep(nn.Conv2d(1, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8)), N.LIF(),
+                        PerStep(nn.Flatten()), nn.Linear(8 * 14 * 14, 10), N.LIF())
+    net[0][1].running_mean.uniform_(-0.2, 0.2)
+    net[0][1].running_var.uniform_(0.5, 2.0)
+    return _gains(net, (4, 14))
+
+
+def conv_pool() -> nn.Module:
+    """Two conv layers with 2x2 average pooling after each (folded into the next layer)."""
+    torch.manual_seed(2)
+    net = nn.Sequential(PerStep(nn.Conv2d(1, 8, 3, padding=1)), N.LIF(),
+                        PerStep(nn.AvgPool2d(2), nn.Conv2d(8, 16, 3, padding=1)), N.LIF(),
+                        PerStep(nn.AvgPool2d(2), nn.Flatten()), nn.Linear(16 * 7 * 7, 10), N.LIF())
+    return _gains(net, (4, 16, 20))
+
+
+def if_mlp() -> nn.Module:
+    torch.manual_seed(3)
+    return _gains(nn.Sequential(PerStep(nn.Flatten()), nn.Linear(784, 64), N.IF(), nn.Linear(64, 10), N.IF()),
+                  (4 / 3, 14 / 3))
+
+
+def no_decay_input() -> nn.Module:
+    torch.manual_seed(4)
+    return _gains(nn.Sequential(PerStep(nn.Flatten()), nn.Linear(784, 64), N.LIF(tau=4.0, decay_input=False),
+                                nn.Linear(64, 10), N.LIF(tau=4.0, decay_input=False)), (2, 7))
+
+
+NETS = {"mlp": mlp, "conv_first": conv_first, "conv_pool": conv_pool, "if": if_mlp, "decay_input_false": no_decay_input}
