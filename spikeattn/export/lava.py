@@ -92,7 +92,8 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
             twice the synapse memory; the default) or 1 (sign + 8 bits).
         library: fixed point only: every Linear/Conv + LIF pair Lava's process library can express
             runs as Lava's own ``Dense``/``Conv`` + ``LIF`` processes (their bit-accurate fixed-point
-            models); the rest stays custom (``library_nodes`` tells which). One sample per Lava run.
+            models); the rest stays custom (``layers.library`` lists the pairs, ``loihi_report(...).off_library``
+            the rest, with the reason). One sample per Lava run.
         plan: fixed point: ``"default"`` (per-channel scales, ``weight_synapses``), ``"library"``
             (the plan Lava's processes can hold on every library pair: one 8-bit synapse, one
             power-of-two step per layer; see hardware/lava/quantize.py) or ``"auto"`` (``"library"``
