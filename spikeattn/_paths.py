@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
+from types import ModuleType
 
 _PKG = Path(__file__).resolve().parent
 
@@ -29,3 +31,13 @@ def hardware_dir() -> Path:
 def benchmarks_dir() -> Path:
     """The benchmark scripts (``benchmarks/bench_*.py``)."""
     return _find("_benchmarks", "benchmarks")
+
+
+def runtime_module(name: str) -> ModuleType:
+    """A numpy-only module of the Lava runtime (``hardware/lava/<name>.py``: quantize, artifact,
+    ops_float, ...), loaded by path under a private name: it is not part of the package's imports."""
+    path = hardware_dir() / "lava" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_spikeattn_lava_{name}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

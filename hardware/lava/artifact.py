@@ -70,3 +70,10 @@ def check_input(graph: dict, x: np.ndarray) -> None:
     if x.ndim != 2 + len(shape) or tuple(x.shape[2:]) != shape:
         raise ValueError(f"input_spikes must be [T, B, {', '.join(map(str, shape))}] for this artifact, "
                          f"got shape {tuple(x.shape)}")
+
+
+def save_npz(path: str, arrays: dict) -> None:
+    """Write ``arrays`` to ``path`` atomically (a reader never sees half a file)."""
+    tmp = path + ".part.npz"   # np.savez appends .npz unless present
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)

@@ -84,6 +84,8 @@ def main(argv=None) -> int:
     ap.add_argument("--input", required=True, help=".npy [T, B, ...] binary spikes")
     ap.add_argument("--out", required=True, help=".npz to write")
     args = ap.parse_args(argv)
+    import artifact
+
     x = np.load(args.input, allow_pickle=False)
     if x.ndim < 3 or not np.isin(x, (0, 1)).all():
         print("netx runtime: input must be [T, B, ...] binary spikes", file=sys.stderr)
@@ -97,9 +99,7 @@ def main(argv=None) -> int:
         traceback.print_exc()
         return 1
     out = {f"layer/{k}": np.stack([r[k] for r in runs], axis=1) for k in range(len(runs[0]))}
-    tmp = args.out + ".part.npz"
-    np.savez(tmp, **out)
-    os.replace(tmp, args.out)
+    artifact.save_npz(args.out, out)
     return 0
 
 

@@ -156,6 +156,7 @@ def _neuron(a, in_unit, bias_real):
 
 
 def _consumers(graph: dict) -> dict:
+    """``{node name: [the nodes that read it]}``."""
     out = {n["name"]: [] for n in graph["nodes"]}
     for n in graph["nodes"]:
         for i in n["inputs"]:
@@ -261,10 +262,7 @@ def lif_why(attrs: dict) -> str | None:
 
 def library_pairs(graph: dict) -> dict[str, str]:
     """``{synapse node: lif node}`` of every pair Lava's library runs (see the module docstring)."""
-    users = {n["name"]: [] for n in graph["nodes"]}
-    for n in graph["nodes"]:
-        for i in n["inputs"]:
-            users[i].append(n)
+    users = _consumers(graph)
     nodes = {n["name"]: n for n in graph["nodes"]}
     graded = float(graph.get("input_unit", 1.0)) != 1.0
     pairs = {}

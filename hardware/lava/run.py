@@ -15,7 +15,6 @@ every node Lava's process library can express as Lava's own Dense/Conv/LIF proce
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -64,9 +63,7 @@ def main(argv=None) -> int:
         out[network.LIBRARY_KEY] = traces.pop(network.LIBRARY_KEY)
     if args.record_all:
         out.update({f"layer/{k}": v for k, v in traces.items()})
-    tmp = args.out + ".part.npz"
-    np.savez(tmp, **out)
-    os.replace(tmp, args.out)
+    artifact.save_npz(args.out, out)
     return 0
 
 

@@ -13,7 +13,6 @@ estimates from ``spikeattn.opcount`` counts priced with the profile's per-operat
 from __future__ import annotations
 
 import functools
-import importlib.util
 import json
 import math
 import os
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spikeattn._paths import hardware_dir
+from spikeattn._paths import runtime_module
 from spikeattn.export.artifact import LavaArtifact, open_artifact
 from spikeattn.export.lava import export_graph
 from spikeattn.export.loihi_cores import LayerTooLarge, conv_cores, dense_cores
@@ -49,11 +48,7 @@ OFF_LIBRARY = {   # what stays a custom process in run_lava(..., library=True), 
 @functools.cache
 def _quantize_module():
     """hardware/lava/quantize.py (numpy only): the one rule of which pairs Lava's library runs."""
-    path = hardware_dir() / "lava" / "quantize.py"
-    spec = importlib.util.spec_from_file_location("_spikeattn_lava_quantize", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return runtime_module("quantize")
 
 
 def off_library_nodes(graph: dict) -> list[dict]:
@@ -65,10 +60,7 @@ def off_library_nodes(graph: dict) -> list[dict]:
     q = _quantize_module()
     pairs = q.library_pairs(graph)
     nodes = {n["name"]: n for n in graph["nodes"]}
-    users = {n["name"]: [] for n in graph["nodes"]}
-    for n in graph["nodes"]:
-        for i in n["inputs"]:
-            users[i].append(n)
+    users = q._consumers(graph)
     out = []
     for n in graph["nodes"][1:]:
         name, op = n["name"], n["op"]
@@ -146,10 +138,7 @@ class LoihiReport:
 
 def _consumers(graph: dict) -> dict:
     """``{name: [consumer nodes]}`` looking through routing nodes (reshape, to_tokens, merge_heads)."""
-    direct = {n["name"]: [] for n in graph["nodes"]}
-    for n in graph["nodes"]:
-        for i in n["inputs"]:
-            direct[i].append(n)
+    direct = _quantize_module()._consumers(graph)
 
     def real(name):
         out = []

@@ -38,6 +38,16 @@ def mlp(neuron=lambda: N.LIF(tau=2.0), hidden: int = 64) -> nn.Module:
     return scale_weights(net, 3.0).eval()
 
 
+def trained_bn_stats(net: nn.Module) -> None:
+    """BatchNorm running statistics and affine parameters as after training (not 0/1)."""
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(0.0, 0.5)
+
+
 def conv_bn() -> nn.Module:
     """Conv + BN (eval, non-trivial statistics) + max/avg pooling; neurons of every reset kind."""
     torch.manual_seed(1)
@@ -46,12 +56,7 @@ def conv_bn() -> nn.Module:
         PerStep(nn.MaxPool2d(2), nn.Conv2d(8, 8, 3, stride=2), nn.BatchNorm2d(8)), N.IF(v_reset=None),
         PerStep(nn.AvgPool2d(2), nn.Flatten()), nn.Linear(8 * 3 * 3, 10), N.LIF(tau=3.0, decay_input=False),
     )
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):   # running stats as after training: not 0/1
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(0.0, 0.5)
+    trained_bn_stats(net)
     return scale_weights(net, 2.0).eval()
 
 
@@ -82,12 +87,7 @@ def conv_bn_library() -> nn.Module:
         PerStep(nn.MaxPool2d(2), nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16)), N.LIF(tau=2.0),
         PerStep(nn.AvgPool2d(2), nn.Flatten()), nn.Linear(16 * 7 * 7, 10), N.IF(),
     )
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):   # running stats as after training: not 0/1
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(0.0, 0.5)
+    trained_bn_stats(net)
     scale_weights(net, 2.0)
     with torch.no_grad():   # pooled spikes are sparse: stronger weights make every layer fire (15%, 18%, 9%)
         net[2][1].weight.mul_(6.0)

@@ -4,13 +4,12 @@ by path so no Lava env is needed); the reader refuses any edited byte. """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
 import pytest
 
-from spikeattn._paths import hardware_dir
+from spikeattn._paths import runtime_module
 from spikeattn.export import artifact as writer
 from spikeattn.export import to_lava
 from tests.export.helpers import fashion_input, mlp
@@ -18,11 +17,7 @@ from tests.export.helpers import fashion_input, mlp
 
 @pytest.fixture(scope="module")
 def reader():
-    path = hardware_dir() / "lava" / "artifact.py"
-    spec = importlib.util.spec_from_file_location("_spikeattn_lava_artifact", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return runtime_module("artifact")
 
 
 @pytest.fixture

@@ -5,13 +5,12 @@ spike to >= 99% (numpy only, no Lava needed); and Lava's fixed-point run is thos
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
 import numpy as np
 import pytest
 
-from spikeattn._paths import hardware_dir
+from spikeattn._paths import runtime_module
 from spikeattn.export import run_lava, to_lava
 from spikeattn.export.artifact import write
 from spikeattn.export.spikformer import fold_spikformer, spikformer_graph
@@ -19,13 +18,7 @@ from tests.export.helpers import fashion_input, mlp, require_lava, torch_layers
 from tests.export.test_lava_spikformer import T, neuron_traces, small_spikformer
 
 
-def _runtime(name: str):
-    """A module of the torch-free runtime (numpy only), loaded by path under a private name."""
-    path = hardware_dir() / "lava" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_spikeattn_lava_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+_runtime = runtime_module   # the torch-free runtime's numpy modules, loaded by path
 
 
 @pytest.fixture(scope="module")

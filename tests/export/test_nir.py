@@ -22,7 +22,7 @@ from torch import nn
 import spikeattn.neuron as N
 from spikeattn.export import NotExportable, PerStep, fold_batchnorm, to_nir
 from spikeattn.models import spikformer
-from tests.export.helpers import fashion_input, mlp, scale_weights, torch_layers
+from tests.export.helpers import fashion_input, mlp, scale_weights, torch_layers, trained_bn_stats
 
 nir = pytest.importorskip("nir")
 
@@ -102,12 +102,7 @@ def conv_pool(neuron=lambda: N.LIF(tau=2.0)) -> nn.Module:
         PerStep(nn.AvgPool2d(2), nn.Conv2d(8, 8, 3, stride=2), nn.BatchNorm2d(8)), neuron(),
         PerStep(nn.AvgPool2d(3, stride=2, padding=1), nn.Flatten()), nn.Linear(8 * 3 * 3, 10), neuron(),
     )
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(0.0, 0.5)
+    trained_bn_stats(net)
     with torch.no_grad():
         net[5].weight.mul_(4.0)   # pooled spikes are weak currents: without this the last layer is silent
     return scale_weights(net, 4.0).eval()
