@@ -12,6 +12,7 @@ import argparse
 import datetime
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +39,8 @@ def main() -> None:
     model, _ = load_model(args.model)
     model.eval()
     x = fashion_input(args.n, model.config.T)
-    art = sa.export.to_lava(model, Path(args.out).with_suffix(".lava"), x)
+    tmp = tempfile.TemporaryDirectory(prefix="lava-library-")
+    art = sa.export.to_lava(model, Path(tmp.name) / "art", x)
     t0 = time.perf_counter()
     _, lib = sa.export.run_lava(art, x.numpy(), fixed_point=True, library=True, return_layers=True, timeout=3600)
     t_lib = time.perf_counter() - t0
