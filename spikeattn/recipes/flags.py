@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
+import re
 import types
 import typing
 
@@ -34,15 +36,26 @@ def _none_or(base):
     return parse
 
 
+def _comments(recipe_cls) -> dict[str, str]:
+    """Each field's trailing ``# comment`` in the class source: the dataclass documents its own flags."""
+    try:
+        lines = inspect.getsource(recipe_cls).splitlines()
+    except (OSError, TypeError):  # no source to read (a frozen application): help shows the defaults only
+        return {}
+    return {m[1]: m[2] for m in (re.match(r"\s+(\w+):[^#]*#\s*(.+)", line) for line in lines) if m}
+
+
 def add_flags(parser: argparse.ArgumentParser, recipe_cls, skip: tuple[str, ...] = ()) -> None:
     """One ``--field-name`` per int/float/str/bool field of ``recipe_cls`` (``none`` for optional ones);
     tuple fields take several numbers; dict fields (model overrides) are left to ``--set``."""
-    hints = typing.get_type_hints(recipe_cls)
+    hints, comments = typing.get_type_hints(recipe_cls), _comments(recipe_cls)
     for f in dataclasses.fields(recipe_cls):
         if f.name in skip:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        flag, help_ = "--" + f.name.replace("_", "-"), f"default: {default}"
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{comments[f.name]} (default: {default})" if f.name in comments else f"default: {default}"
+        help_ = help_.replace("%", "%%")  # argparse formats help with %
         base, optional = _scalar(hints[f.name])
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=help_)

@@ -54,9 +54,9 @@ class SpikformerRecipe:
     test_limit: int | None = None
     augment: bool = False              # random shifts (up to 2 px) and left-right flips of training images
     # length: `steps`, or as many as fit `budget_minutes` on this machine, or `epochs`; none: DEFAULT_STEPS
-    steps: int | None = None
-    budget_minutes: float | None = None
-    epochs: int | None = None
+    steps: int | None = None           # optimizer steps (no length given at all: DEFAULT_STEPS = 6000)
+    budget_minutes: float | None = None  # as many steps as fit this long here (timed first; 500..6000)
+    epochs: int | None = None          # passes over the training images
     # AdamW with linear warm-up (at most a fifth of the run) and cosine decay to 0
     batch_size: int = 64
     lr: float = 3e-3

@@ -12,7 +12,7 @@ from spikeattn.recipes import SpikeGPTRecipe, SpikformerRecipe, add_flags, from_
 
 @dataclass
 class Toy:
-    steps: int = 10
+    steps: int = 10  # optimizer steps (100% of them)
     minutes: float | None = 5.0
     name: str = "a"
     augment: bool = False
@@ -36,6 +36,13 @@ def test_types_and_defaults():
 def test_base_applies_only_where_no_flag_was_given():
     assert parse(steps=60, name="quick") == Toy(steps=60, name="quick")
     assert parse("--steps", "7", steps=60, name="quick") == Toy(steps=7, name="quick")
+
+
+def test_help_is_the_field_comment(capsys):
+    with pytest.raises(SystemExit):
+        parse("--help")
+    out = capsys.readouterr().out
+    assert "optimizer steps (100% of them) (default: 10)" in out and "default: (0.9, 0.99)" in out
 
 
 def test_bad_values_are_argparse_errors(capsys):
