@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.setup-done
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 PYTEST_ARGS ?=
 
-.PHONY: setup data test test-all demo bench lava-env netx-env clean
+.PHONY: setup data test test-all demo bench lava-env netx-env gpu-check clean
 
 setup: $(STAMP)
 
@@ -44,6 +44,10 @@ demo: setup data lava-env
 
 bench: setup
 	$(BIN)/python benchmarks/bench_lif.py
+
+# Every GPU test and benchmark, one JSON (benchmarks/results/gpu_check_<gpu>.json); stops at once without a GPU.
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 # Lava needs Python 3.10 and numpy<2: its own environment, never the main one.
 lava-env: .venv-lava/.setup-done

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -15,19 +16,20 @@ from tests.train.helpers import blobs, direct_forward, tiny_model
 STEPS, BATCH = 6, 8
 
 
-def _config(out_dir) -> TrainConfig:
+def _config(out_dir, device: str = "cpu") -> TrainConfig:
     # 40 items / global batch 8: the 6 steps cross an epoch boundary (reshuffle under both layouts)
     return TrainConfig(steps=STEPS, batch_size=BATCH, lr=2e-2, warmup_steps=2, grad_clip=1.0, log_every=2,
-                       out_dir=str(out_dir), progress=False, device="cpu")
+                       out_dir=str(out_dir), progress=False, device=device)
 
 
-def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+def _worker(rank: int, world: int, port: int, out_dir: str, device: str = "cpu") -> None:
     # what torchrun sets: the trainer starts (and ends) the gloo process group itself
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     model = tiny_model(seed=rank)  # different init per rank: DDP must broadcast rank 0's
-    summary = train(model, blobs(40), _config(out_dir), blobs(12, seed=7), forward=direct_forward)
+    # device "auto" under torchrun: cuda:LOCAL_RANK and NCCL when GPUs are there
+    summary = train(model, blobs(40), _config(out_dir, device), blobs(12, seed=7), forward=direct_forward)
     assert not dist.is_initialized()
     torch.save({"state": model.state_dict(), "summary": summary}, f"{out_dir}/rank{rank}.pt")
 
@@ -54,3 +56,18 @@ def test_two_process_gloo_matches_single(tmp_path):
     # rank 0 alone wrote the run files (rank 1 would have raced on the same names)
     assert {p.name for p in ddp_dir.iterdir()} == {"ckpt.pt", "metrics.jsonl", "summary.json", "curves.png",
                                                   "rank0.pt", "rank1.pt"}
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL DDP needs two CUDA GPUs")
+def test_two_process_nccl_matches_single(tmp_path):
+    """The same check on two GPUs: NCCL, one process per device (run by `make gpu-check`)."""
+    ddp_dir = tmp_path / "ddp"
+    ddp_dir.mkdir()
+    mp.spawn(_worker, args=(2, _free_port(), str(ddp_dir), "auto"), nprocs=2, join=True)
+    single = tiny_model(seed=0)
+    train(single, blobs(40), _config(tmp_path / "single", "cuda:0"), blobs(12, seed=7), forward=direct_forward)
+    r0, r1 = (torch.load(ddp_dir / f"rank{r}.pt", map_location="cpu") for r in (0, 1))
+    for name, p in single.state_dict().items():
+        assert torch.allclose(r0["state"][name], p.cpu(), rtol=0, atol=1e-4), f"{name}: rank 0 differs from one process"
+        assert torch.equal(r0["state"][name], r1["state"][name]), f"{name}: the ranks disagree"
