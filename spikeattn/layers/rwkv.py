@@ -20,9 +20,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from spikeattn import surrogate as sg
+from spikeattn._validate import check_ints
 from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
-from spikeattn.ops.lif import lif_multi_step
 from spikeattn.ops.linear.autograd import Linear  # nn.Linear with its GEMMs on oneDNN (fp32 CPU)
 from spikeattn.ops.wkv import WKVState, state_dtype, wkv, wkv_step
 
@@ -39,9 +39,8 @@ def _channel_ramp(dim: int) -> torch.Tensor:
 
 
 def _check_depth(dim: int, layer_id: int, n_layers: int) -> None:
-    if not (isinstance(dim, int) and dim > 0):
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
-    if not (isinstance(n_layers, int) and n_layers > 0 and isinstance(layer_id, int) and 0 <= layer_id < n_layers):
+    check_ints(dim=dim, n_layers=n_layers)
+    if not (isinstance(layer_id, int) and 0 <= layer_id < n_layers):
         raise ValueError(f"need 0 <= layer_id < n_layers, got layer_id={layer_id!r}, n_layers={n_layers!r}")
 
 
@@ -161,7 +160,7 @@ class BlockState(NamedTuple):
 
 def spikegpt_lif(backend: str = "auto") -> LIF:
     """SpikeGPT's neuron: LIF, tau 2, threshold 1, hard reset to 0, ATan surrogate."""
-    return LIF(tau=2.0, v_th=1.0, v_reset=0.0, surrogate=sg.ATan(2.0), backend=backend)
+    return LIF(tau=2.0, v_th=1.0, v_reset=0.0, surrogate=sg.ATan(2.0), backend=backend, stateful=False)
 
 
 class SpikeGPTBlock(nn.Module):
@@ -179,10 +178,9 @@ class SpikeGPTBlock(nn.Module):
 
     @staticmethod
     def _spikes_over_tokens(lif: LIF, y: torch.Tensor) -> torch.Tensor:
-        lif.reset()  # every sequence starts from a resting membrane
-        s = lif(y.transpose(0, 1)).transpose(0, 1)  # (T, B, C): tokens are the neuron's time steps
-        lif.reset()  # forward is a pure function of x: no membrane is left behind
-        return s
+        # Tokens are the neuron's time steps: a stateless LIF on the time-major view (T, B, C),
+        # every sequence from a resting membrane.
+        return lif(y.transpose(0, 1)).transpose(0, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, C] -> [B, T, C]``."""
@@ -191,8 +189,7 @@ class SpikeGPTBlock(nn.Module):
 
     @staticmethod
     def _spike_step(lif: LIF, y: torch.Tensor, v: torch.Tensor | None):
-        p = lif.parameters_for(state_dtype(y.dtype))
-        s, v = lif_multi_step(y.unsqueeze(0), v, p, lif.backend)
+        s, v = lif.multi_step(y.unsqueeze(0), v)  # one time step, the membrane passed explicitly
         return s[0], v
 
     def step(self, x: torch.Tensor, state: BlockState | None) -> tuple[torch.Tensor, BlockState]:

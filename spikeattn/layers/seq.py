@@ -31,8 +31,9 @@ class NeuronSpec:
     backend: str = "auto"                   # spikeattn.ops.lif backend: auto / torch / cpu / cupy
 
     def make(self, v_th: float = 1.0) -> LIF:
+        """A stateless LIF (every call from rest, nothing kept): layers stay pure functions of their input."""
         return LIF(tau=self.tau, v_th=v_th, v_reset=self.v_reset, detach_reset=self.detach_reset,
-                   surrogate=self.surrogate, backend=self.backend)
+                   surrogate=self.surrogate, backend=self.backend, stateful=False)
 
 
 def check_tokens(x: torch.Tensor, dim: int, name: str = "x", module: nn.Module | None = None) -> None:

@@ -13,10 +13,10 @@ import torch
 from torch import nn
 
 from spikeattn import surrogate as sg
+from spikeattn._validate import check_ints
 from spikeattn.layers import SCS, SPS, NeuronSpec, SpikformerBlock
 from spikeattn.layers.embed import check_images
 from spikeattn.layers.mlp import ATTENTION
-from spikeattn.neuron.base import reset
 
 __all__ = ["SpikformerConfig", "Spikformer", "spikformer", "PRESETS"]
 
@@ -51,10 +51,7 @@ class SpikformerConfig:
         self.stem_extra_convs = tuple(self.stem_extra_convs)
         if not isinstance(self.img_size, int):
             self.img_size = tuple(self.img_size)
-        for name in ("depth", "dim", "heads", "T", "in_channels", "num_classes"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_ints(**{name: getattr(self, name) for name in ("depth", "dim", "heads", "T", "in_channels", "num_classes")})
         if self.dim % self.heads or self.dim % 8:
             raise ValueError(f"dim must be divisible by heads ({self.heads}) and by 8, got {self.dim}")
         if self.attention not in ATTENTION:
@@ -108,7 +105,8 @@ class Spikformer(nn.Module):
         X_0 = \mathrm{SPS}(I),\quad X_{l} = \mathrm{Block}(X_{l-1}),\quad
         \mathrm{logits} = \tfrac{1}{T}\textstyle\sum_t W \,\mathrm{mean}_n X_L[t, :, n]
 
-    Every forward starts from rest (the neurons are reset first): each input is an independent sample.
+    Every forward starts from rest and leaves nothing on the modules (stateless neurons): each input is an
+    independent sample, and one model may serve several threads at once.
     """
 
     def __init__(self, config: SpikformerConfig):
@@ -125,7 +123,6 @@ class Spikformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, C, H, W]`` (repeated T times) or time-major ``[T, B, C, H, W]`` -> ``[B, num_classes]``."""
         x_seq = self._to_sequence(x)
-        reset(self)
         tokens = self.embed(x_seq)                      # (T, B, N, C)
         for block in self.blocks:
             tokens = block(tokens)

@@ -13,10 +13,10 @@ import contextlib
 import torch
 from torch import nn
 
+from spikeattn._validate import check_ints
 from spikeattn.layers import SCS
 from spikeattn.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeattn.models.spikformer import Spikformer, _init_weights
-from spikeattn.neuron.base import reset
 
 __all__ = ["SpikformerMAE", "patchify", "unpatchify"]
 
@@ -86,9 +86,7 @@ class SpikformerMAE(nn.Module):
         if not isinstance(encoder, Spikformer) or not isinstance(encoder.embed, SCS):
             raise TypeError(f"encoder must be a Spikformer with an SCS stem (stem='scs'), got "
                             f"{type(encoder).__name__} with {type(getattr(encoder, 'embed', None)).__name__}")
-        for name, value in (("decoder_dim", decoder_dim), ("decoder_depth", decoder_depth), ("decoder_heads", decoder_heads)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        check_ints(decoder_dim=decoder_dim, decoder_depth=decoder_depth, decoder_heads=decoder_heads)
         (h, w), (gh, gw) = encoder.embed.img_size, encoder.embed.grid
         if h % gh or w % gw:
             raise ValueError(f"img_size {(h, w)} must be a multiple of the token grid {(gh, gw)} to cut patches")
@@ -121,7 +119,6 @@ class SpikformerMAE(nn.Module):
         x_seq = self.encoder._to_sequence(x)
         t, b = x_seq.shape[:2]
         n_vis = self._check_keep(keep, b)
-        reset(self.encoder)  # every forward starts from rest, as Spikformer.forward
         tokens = self.encoder.embed(x_seq, keep.view(b, *self.grid))               # (T, B, N, C)
         # visible token indices in grid order (a stable sort puts the True entries first)
         vis_idx = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :n_vis]  # (B, Nv)

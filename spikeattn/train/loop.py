@@ -173,7 +173,7 @@ class _Window:
 
 
 def _train_step(model, x, y, forward, loss_fn, optimizer, scheduler, scaler, autocast, grad_clip, window) -> None:
-    reset(model)  # spiking neurons keep their membrane between calls: start every batch from rest
+    reset(model)  # the library's models keep no state, but a user's stateful neurons would: start from rest
     with autocast:
         logits = forward(model, x)
         loss = loss_fn(logits, y)
@@ -186,7 +186,6 @@ def _train_step(model, x, y, forward, loss_fn, optimizer, scheduler, scaler, aut
     scaler.update()
     scheduler.step()
     window.add(loss, logits.detach().float(), y)
-    reset(model)  # drop the last membrane (and the graph it holds) now, not at the next batch
 
 
 @torch.no_grad()
@@ -198,14 +197,13 @@ def _evaluate(model, eval_set, config, ctx, forward, loss_fn, autocast) -> dict:
     sums = [0.0, 0.0, 0.0]  # loss * n, correct, n
     for x, y in DataLoader(shard, batch_size=config.eval_batch_size, num_workers=config.num_workers):
         x, y = x.to(ctx.device), y.to(ctx.device)
-        reset(model)
+        reset(model)  # a user's stateful neurons (sa.neuron.LIF()) start every batch from rest
         with autocast:
             logits = forward(model, x).float()
             loss = loss_fn(logits, y)
         sums[0] += loss.item() * y.shape[0]
         sums[1] += (logits.argmax(-1) == y).sum().item() if logits.dim() == 2 and not y.is_floating_point() else -math.inf
         sums[2] += y.shape[0]
-    reset(model)
     model.train(was_training)
     loss_n, correct, n = all_reduce_sum(ctx, sums)
     return {"loss": loss_n / n, **({"acc": correct / n} if correct >= 0 else {})}
@@ -312,6 +310,6 @@ def _finish(out, log, config, ctx, model, pos, total_steps, batches_per_epoch, s
         "checkpoint": str(out / CHECKPOINT_NAME), "config": config.to_dict(),
     }
     if ctx.is_main:
-        write_json(summary, out / "summary.json")
+        write_json(out / "summary.json", summary)
         plot_curves(log.history, out / "curves.png")
     return summary

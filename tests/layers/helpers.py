@@ -5,11 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-import spikeattn
-
 
 def active_batch(module: nn.Module, shape, rate: float = 0.5, seed: int = 0) -> torch.Tensor:
-    """Random 0/1 spikes of ``shape`` (requires_grad) after resetting ``module``.
+    """Random 0/1 spikes of ``shape`` (requires_grad) for ``module``, with its BN biases set to 1.
 
     At initialisation BatchNorm gives N(0, 1) currents, and a LIF (tau 2, v_th 1) over T=2 steps
     then fires rarely: Q, K, V end up nearly empty and the attention LIF silent. Shifting every
@@ -19,7 +17,6 @@ def active_batch(module: nn.Module, shape, rate: float = 0.5, seed: int = 0) -> 
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             nn.init.constant_(m.bias, 1.0)
-    spikeattn.reset(module)
     g = torch.Generator().manual_seed(seed)
     return (torch.rand(*shape, generator=g) < rate).float().requires_grad_()
 

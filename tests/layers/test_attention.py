@@ -133,21 +133,20 @@ def test_sdsa_matches_its_formula():
     m = SpikeDrivenSelfAttention(16, 2, neuron=NeuronSpec(backend="torch"))
     x = spikes(2, 2, 8, 16)
     q, k, v = m.qkv_lif(m.qkv(x)).chunk(3, dim=-1)
-    spikeattn.reset(m)
     kv = spikeattn.neuron.lif_multistep((k * v).sum(2, keepdim=True), tau=2.0, v_th=0.5, detach_reset=True,
                                         surrogate=spikeattn.surrogate.Sigmoid(4.0), backend="torch")[0]
     proj = m.proj_lif(m.proj(q * kv))
-    spikeattn.reset(m)
     assert torch.equal(m(x), proj)
 
 
-def test_state_is_kept_until_reset():
-    m = SpikingSelfAttention(16, 2)
-    m(spikes(2, 2, 4, 16))
-    with pytest.raises(ValueError, match="reset"):
-        m(spikes(2, 3, 4, 16))  # another batch size needs a reset first
-    spikeattn.reset(m)
-    assert m(spikes(2, 3, 4, 16)).shape == (2, 3, 4, 16)
+@pytest.mark.parametrize("cls", [SpikingSelfAttention, SpikeDrivenSelfAttention])
+def test_layer_keeps_no_state_between_calls(cls):
+    m = cls(16, 2)
+    x = spikes(2, 2, 4, 16)
+    first = m(x)
+    assert m(spikes(2, 3, 4, 16)).shape == (2, 3, 4, 16)  # another batch size: no reset needed
+    assert torch.equal(m(x), first)  # every call starts from rest
+    assert all(n.v is None for n in m.modules() if isinstance(n, spikeattn.neuron.LIF))
 
 
 @pytest.mark.parametrize("cls", [SpikingSelfAttention, SpikeDrivenSelfAttention])
