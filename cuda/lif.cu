@@ -23,7 +23,8 @@ SA_DEV LifParams<acc_t> make_lif_params(const acc_t* p_decay, acc_t decay, int m
                           soft_reset != 0, detach_reset != 0, surrogate, alpha};
 }
 
-// Scalar kernel arguments, in the order of spikeattn::lif_forward's scalars (see cupy.py).
+// Scalar kernel arguments: decay, sizes, then spikeattn::lif_forward's scalars in the order of the
+// LIFScalars table (spikeattn/ops/lif/op.py), from which cupy.py types them.
 #define SA_LIF_SCALARS                                                                        \
   const acc_t *__restrict__ p_decay, acc_t decay, long long T, long long N, int mode,        \
       int decay_input, acc_t v_th, acc_t v_reset, int soft_reset, int detach_reset, int surrogate, \

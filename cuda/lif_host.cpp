@@ -226,7 +226,7 @@ void backward_any(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_se
 #undef SA_ARGS
 
 template <typename acc_t>
-LifParams<acc_t> make_params(int charge_mode, int decay_input, double decay, double v_th,
+LifParams<acc_t> make_params(double decay, int charge_mode, int decay_input, double v_th,
                              double v_reset, int soft_reset, int detach_reset, int surrogate,
                              double alpha) {
   return LifParams<acc_t>{charge_mode, decay_input != 0, acc_t(decay), acc_t(v_th),
@@ -236,11 +236,13 @@ LifParams<acc_t> make_params(int charge_mode, int decay_input, double decay, dou
 
 }  // namespace
 
+// The decay, then the op's scalars in the order of spikeattn.ops.lif.op.LIFScalars (cpu.py builds
+// the ctypes signature from that table).
 #define SA_PARAMS_DECL                                                                     \
-  int charge_mode, int decay_input, double decay, double v_th, double v_reset,             \
+  double decay, int charge_mode, int decay_input, double v_th, double v_reset,             \
       int soft_reset, int detach_reset, int surrogate, double alpha
 #define SA_PARAMS_ARGS \
-  charge_mode, decay_input, decay, v_th, v_reset, soft_reset, detach_reset, surrogate, alpha
+  decay, charge_mode, decay_input, v_th, v_reset, soft_reset, detach_reset, surrogate, alpha
 
 // One C entry point per (input dtype, state dtype): called through ctypes.
 #define SA_DEFINE(TAG, IN_T, ACC_T)                                                        \

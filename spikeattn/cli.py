@@ -120,21 +120,11 @@ def cmd_generate(args) -> None:
     print("".join(chars[i] for i in out[0].tolist()))
 
 
-def _export_module():
-    """``spikeattn.export`` or a clear exit: it is an optional part of the package."""
-    import importlib.util
-
-    if importlib.util.find_spec("spikeattn.export") is None:
-        raise SystemExit("spikeattn.export is not available in this installation: Lava export is not built")
-    import spikeattn.export as export
-
-    return export
-
-
 def cmd_export(args) -> None:
     import torch
 
-    export = _export_module()
+    from spikeattn import export
+
     model, _ = _model(args.model, _overrides(args.set))
     if args.input_shape:
         shape = tuple(args.input_shape)
@@ -153,7 +143,8 @@ def cmd_export(args) -> None:
 def cmd_lava_run(args) -> None:
     import numpy as np
 
-    export = _export_module()
+    from spikeattn import export
+
     if not Path(args.artifact).is_dir():
         raise SystemExit(f"artifact folder not found: {args.artifact}")
     if not Path(args.input).is_file():

@@ -102,7 +102,6 @@ def test_user_error_is_one_line_without_traceback(tmp_path):
 
 
 def test_export_errors(tmp_path):
-    pytest.importorskip("spikeattn.export")
     main(["export", "spikformer-mini-fmnist", "--out", str(tmp_path / "art")])  # the Spikformer exports
     assert (tmp_path / "art" / "graph.json").is_file()
     with pytest.raises(SystemExit, match="neither a model file nor a preset"):
@@ -110,7 +109,6 @@ def test_export_errors(tmp_path):
 
 
 def test_lava_run_errors(tmp_path):
-    pytest.importorskip("spikeattn.export")
     with pytest.raises(SystemExit, match="artifact folder not found"):
         main(["lava-run", str(tmp_path / "none"), "--input", str(tmp_path / "x.npy")])
     with pytest.raises(SystemExit, match="input file not found"):

@@ -1,5 +1,6 @@
-"""Floating-point node maths of the runtime (numpy only): the same arithmetic as
-``spikeattn.export.reference`` and ``spikeattn.functional.neuron``, operation for operation.
+"""Floating-point node maths of the runtime (numpy only): the same arithmetic as the torch model the
+exporter reads (BN folded by ``spikeattn.export.graph.fold_batchnorm``) and ``spikeattn.functional.neuron``,
+operation for operation.
 
 Conventions shared with the exporter (the artifact's contract):
 - values are float32 between nodes; per-sample shapes, a leading batch axis ``B``;

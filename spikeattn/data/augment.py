@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from spikeattn._validate import check_int
+
 __all__ = ["RandomShiftFlip"]
 
 
@@ -26,8 +28,7 @@ class RandomShiftFlip:
     """
 
     def __init__(self, pad: int = 2, flip: bool = True, fill: float = 0.0):
-        if not (isinstance(pad, int) and pad >= 0):
-            raise ValueError(f"pad must be an int >= 0, got {pad!r}")
+        check_int(pad, "pad", 0)
         self.pad, self.flip, self.fill = pad, bool(flip), float(fill)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

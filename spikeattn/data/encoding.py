@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from spikeattn._validate import check_int
+
 __all__ = ["direct_encode", "poisson_encode"]
-
-
-def _check_T(T) -> None:
-    if not (isinstance(T, int) and T >= 1):
-        raise ValueError(f"T must be an int >= 1, got {T!r}")
 
 
 def direct_encode(x: torch.Tensor, T: int) -> torch.Tensor:
@@ -18,7 +15,7 @@ def direct_encode(x: torch.Tensor, T: int) -> torch.Tensor:
     The first layer (conv + BN) then acts as the encoder that turns intensities into currents,
     as in Spikformer and most direct-training SNNs.
     """
-    _check_T(T)
+    check_int(T, "T")
     return x.unsqueeze(0).expand(T, *x.shape)
 
 
@@ -33,7 +30,7 @@ def poisson_encode(x: torch.Tensor, T: int, generator: torch.Generator | None = 
     Returns:
         Spikes of ``x``'s dtype (0 or 1), ``[T, *x.shape]``.
     """
-    _check_T(T)
+    check_int(T, "T")
     if not x.is_floating_point():
         raise TypeError(f"x must be a floating tensor of probabilities, got {x.dtype}")
     if x.numel() and (x.min() < 0 or x.max() > 1):

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from spikeattn._validate import check_int
+
 __all__ = ["load_events", "events_to_frames", "EventFrames", "event_folder"]
 
 _KEYS = ("x", "y", "t", "p")
@@ -54,8 +56,7 @@ def events_to_frames(events: dict[str, np.ndarray], T: int, height: int, width: 
         T: number of frames (>= 1).
         height, width: sensor size; an event outside it raises ValueError.
     """
-    if not (isinstance(T, int) and T >= 1):
-        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    check_int(T, "T")
     x, y, t, p = (np.asarray(events[k]) for k in _KEYS)
     frames = torch.zeros(T, 2, height, width, dtype=torch.float32)
     if t.size == 0:

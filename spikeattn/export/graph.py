@@ -51,24 +51,33 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         names = list(parent._modules)
         for prev, name in zip(names, names[1:]):
             bn, lin = parent._modules[name], parent._modules[prev]
-            if not isinstance(bn, nn.modules.batchnorm._BatchNorm) or not isinstance(lin, (nn.Linear, nn.Conv2d)):
+            if not isinstance(lin, (nn.Linear, nn.Conv2d)):
                 continue
-            if bn.training or bn.running_mean is None:
-                continue   # left in place: reported as not exportable
-            scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps) if bn.affine else \
-                1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
-            shift = bn.bias.double() if bn.affine else torch.zeros_like(scale)
-            b = lin.bias.double() if lin.bias is not None else torch.zeros_like(scale)
-            with torch.no_grad():
-                w = lin.weight.double() * scale.reshape(-1, *([1] * (lin.weight.dim() - 1)))
-                lin.weight.copy_(w.float())
-                new_b = ((b - bn.running_mean.double()) * scale + shift).float()
-                if lin.bias is None:
-                    lin.bias = nn.Parameter(new_b)
-                else:
-                    lin.bias.copy_(new_b)
-            parent._modules[name] = nn.Identity()
+            if foldable(bn):
+                fold_into(lin, bn)
+                parent._modules[name] = nn.Identity()
     return model
+
+
+def foldable(bn: nn.Module) -> bool:
+    """An eval-mode BatchNorm with running statistics (one in train mode is left, and reported)."""
+    return isinstance(bn, nn.modules.batchnorm._BatchNorm) and not bn.training and bn.running_mean is not None
+
+
+@torch.no_grad()
+def fold_into(lin: nn.Linear | nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> None:
+    """Fold ``bn`` (eval mode) into ``lin``'s weight and bias in place: float64, rounded once to float32."""
+    scale = 1.0 / torch.sqrt(bn.running_var.double() + bn.eps)
+    if bn.affine:
+        scale = bn.weight.double() * scale
+    shift = bn.bias.double() if bn.affine else torch.zeros_like(scale)
+    b = lin.bias.double() if lin.bias is not None else torch.zeros_like(scale)
+    lin.weight.copy_((lin.weight.double() * scale.reshape(-1, *([1] * (lin.weight.dim() - 1)))).float())
+    new_b = ((b - bn.running_mean.double()) * scale + shift).float()
+    if lin.bias is None:
+        lin.bias = nn.Parameter(new_b)
+    else:
+        lin.bias.copy_(new_b)
 
 
 # ----------------------------------------------------------------------------- converters

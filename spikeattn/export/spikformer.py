@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spikeattn.export.graph import NotExportable, _input_unit, _neuron, fold_batchnorm
+from spikeattn.export.graph import NotExportable, _input_unit, _neuron, fold_batchnorm, fold_into, foldable
 from spikeattn.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeattn.layers.embed import SCS, SPS, ConvBNLIF
 from spikeattn.layers.mlp import SpikformerBlock, SpikingMLP
@@ -28,15 +28,8 @@ def fold_spikformer(model: Spikformer) -> Spikformer:
     """A copy with every eval-mode BatchNorm folded into its Linear/Conv2d (float64, rounded once)."""
     model = fold_batchnorm(model)            # PerFrame(Conv2d, BatchNorm2d) is a Sequential
     for m in model.modules():
-        if isinstance(m, LinearBN) and isinstance(m.bn, nn.BatchNorm1d) and not m.bn.training:
-            bn, lin = m.bn, m.linear
-            scale = bn.running_var.double().add(bn.eps).rsqrt()
-            scale = scale * bn.weight.double() if bn.affine else scale
-            shift = bn.bias.double() if bn.affine else torch.zeros_like(scale)
-            with torch.no_grad():
-                lin.weight.copy_((lin.weight.double() * scale[:, None]).float())
-                b = lin.bias.double() if lin.bias is not None else torch.zeros_like(scale)
-                lin.bias = nn.Parameter(((b - bn.running_mean.double()) * scale + shift).float())
+        if isinstance(m, LinearBN) and foldable(m.bn):
+            fold_into(m.linear, m.bn)
             m.bn = nn.Identity()
     return model
 

@@ -21,6 +21,7 @@ import warnings
 import torch
 from torch import nn
 
+from spikeattn._validate import check_ints
 from spikeattn.layers.seq import LinearBN, NeuronSpec, check_tokens
 from spikeattn.ops.ssa import ORDERS, acc_dtype, ssa_order, ssa_tokens
 
@@ -121,7 +122,6 @@ class SpikeDrivenSelfAttention(nn.Module):
 
 
 def _check_dims(dim, heads):
-    if not (isinstance(dim, int) and dim >= 1):
-        raise ValueError(f"dim must be a positive int, got {dim!r}")
-    if not (isinstance(heads, int) and heads >= 1) or dim % heads:
+    check_ints(dim=dim, heads=heads)
+    if dim % heads:
         raise ValueError(f"heads must be a positive int dividing dim={dim}, got {heads!r}")

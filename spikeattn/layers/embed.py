@@ -6,6 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from spikeattn._validate import check_int
 from spikeattn.functional.norm import masked_batch_norm
 from spikeattn.layers.checks import check_input
 from spikeattn.layers.seq import NeuronSpec, PerFrame
@@ -93,8 +94,7 @@ class SPS(nn.Module):
         super().__init__()
         if not (isinstance(dim, int) and dim >= 8 and dim % 8 == 0):
             raise ValueError(f"dim must be a positive multiple of 8 (stages use C/8, C/4, C/2), got {dim!r}")
-        if not (isinstance(in_channels, int) and in_channels >= 1):
-            raise ValueError(f"in_channels must be a positive int, got {in_channels!r}")
+        check_int(in_channels, "in_channels")
         pool_stages = tuple(pool_stages)
         if len(set(pool_stages)) != len(pool_stages) or not all(i in range(4) for i in pool_stages):
             raise ValueError(f"pool_stages must be distinct stage indices in 0..3, got {pool_stages!r}")

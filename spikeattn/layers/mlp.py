@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from spikeattn._validate import check_ints
 from spikeattn.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
 from spikeattn.layers.seq import LinearBN, NeuronSpec, check_tokens
 
@@ -23,8 +24,7 @@ class SpikingMLP(nn.Module):
     def __init__(self, dim: int, hidden: int | None = None, neuron: NeuronSpec | None = None):
         super().__init__()
         hidden = 4 * dim if hidden is None else hidden
-        if not (isinstance(dim, int) and dim >= 1 and isinstance(hidden, int) and hidden >= 1):
-            raise ValueError(f"dim and hidden must be positive ints, got dim={dim!r}, hidden={hidden!r}")
+        check_ints(dim=dim, hidden=hidden)
         neuron = neuron or NeuronSpec()
         self.dim, self.hidden = dim, hidden
         self.fc1, self.lif1 = LinearBN(dim, hidden), neuron.make()

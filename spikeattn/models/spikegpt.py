@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from spikeattn import surrogate as sg
+from spikeattn._validate import check_ints
 from spikeattn.layers.rwkv import BlockState, SpikeGPTBlock
 from spikeattn.ops.linear.autograd import Linear
 
@@ -34,10 +35,7 @@ class SpikeGPTConfig:
     lif_backend: str = "auto"
 
     def __post_init__(self):
-        for name in ("vocab_size", "n_layers", "dim", "context"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value > 0):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_ints(**{name: getattr(self, name) for name in ("vocab_size", "n_layers", "dim", "context")})
 
 
 # Overrides of SpikeGPTConfig by preset name.

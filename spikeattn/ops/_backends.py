@@ -60,3 +60,12 @@ def _warn_fallback(backend: str, reason: str) -> None:
     _WARNED.add(backend)
     warnings.warn(f"spikeattn: the fused {backend} kernels cannot be built here ({reason}); backend='auto' falls back "
                   f"to the torch reference (same results, slower). Fix: {_native.FIX}", RuntimeWarning, stacklevel=4)
+
+
+def resolve_cpu_fp32(backend: str, x: torch.Tensor, arg: str, cpu: ModuleType, op: str, fast_ok: bool = True) -> str:
+    """``resolve`` for an op whose one kernel runs fp32 on the CPU: ``auto`` -> ``cpu`` there, else ``torch``."""
+    if backend == "cupy":
+        raise ValueError(f"backend='cupy' has no {op} kernel; use 'auto', 'torch' or 'cpu'")
+    if backend == "cpu" and x.dtype != torch.float32:
+        raise ValueError(f"backend='cpu' needs fp32 {arg}, got {x.dtype}")
+    return resolve(backend, x, arg, {"cpu": cpu}, fast_ok=fast_ok and x.dtype == torch.float32)

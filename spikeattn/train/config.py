@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from spikeattn._validate import check_ints
+
 __all__ = ["TrainConfig", "RESUMABLE_CHANGES"]
 
 
@@ -39,13 +41,9 @@ class TrainConfig:
                     "log_every": self.log_every}
         if self.steps is not None:
             positive["steps"] = self.steps
-        for name, value in positive.items():
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("warmup_steps", "eval_every", "checkpoint_every", "num_workers"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 0):
-                raise ValueError(f"{name} must be an int >= 0, got {value!r}")
+        check_ints(**positive)
+        check_ints(0, **{name: getattr(self, name) for name in ("warmup_steps", "eval_every", "checkpoint_every",
+                                                                 "num_workers")})
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:

@@ -30,12 +30,14 @@ class MetricsLog:
                 f.write(json.dumps(record) + "\n")
 
 
-def write_json(obj: dict, path: str | os.PathLike) -> None:
-    """Write JSON atomically (temp file + rename)."""
+def write_json(path: str | os.PathLike, obj: dict) -> Path:
+    """Write ``obj`` as indented JSON to ``path`` atomically (parent folders created, temp file + rename)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(obj, indent=2) + "\n")
     os.replace(tmp, path)
+    return path
 
 
 def plot_curves(history: list[dict], path: str | os.PathLike) -> Path | None:

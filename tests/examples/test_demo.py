@@ -40,7 +40,6 @@ def test_demo_quick(tmp_path, capsys):
 
 @pytest.mark.skipif(not (DEMO.parents[1] / ".venv-lava").is_dir(), reason="no .venv-lava (make lava-env)")
 def test_demo_lava_step(capsys):
-    pytest.importorskip("spikeattn.export")
     import spikeattn as sa
 
     demo = load_demo()

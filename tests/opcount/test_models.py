@@ -1,12 +1,12 @@
-"""Counting the spiking attention layers (skipped where spikeattn.layers is not there)."""
+"""Counting the spiking attention layers and SpikeGPT's projections."""
 
 import pytest
 import torch
 
-layers = pytest.importorskip("spikeattn.layers")
-from spikeattn.opcount import count  # noqa: E402
-from spikeattn.ops.ssa import cpu as ssa_cpu  # noqa: E402
-from spikeattn.ops.ssa import ssa_tokens  # noqa: E402
+from spikeattn import layers, models
+from spikeattn.opcount import count
+from spikeattn.ops.ssa import cpu as ssa_cpu
+from spikeattn.ops.ssa import ssa_tokens
 
 
 class Attention(torch.nn.Module):
@@ -74,7 +74,6 @@ def test_sdsa_has_no_attention_matmul():
 
 def test_spikegpt_projections_on_layernorm_output_are_macs_not_acs():
     """REFERENCE §3: SpikeGPT's projections read LayerNorm outputs (real numbers): dense MACs, zero SOPs."""
-    models = pytest.importorskip("spikeattn.models")
     torch.manual_seed(0)
     B, T, dim = 2, 16, 32
     model = models.spikegpt("spikegpt-demo", vocab_size=50, n_layers=1, dim=dim, context=T)

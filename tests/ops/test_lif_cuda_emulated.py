@@ -18,6 +18,7 @@ from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF, CHARGE_PLIF, LIFP
 from spikeattn.ops.lif import cupy as cuda_lif
 from spikeattn.ops.lif import state_dtype
 from spikeattn.ops.lif.reference import naive_lif_multi_step
+from spikeattn.ops.lif.op import LIFScalars
 from tests.conftest import SURROGATES, assert_close, grad_tolerance
 from tests.ops import cuda_emulation
 
@@ -49,9 +50,7 @@ def params(mode, v_reset, decay_input, detach_reset, surrogate, sd):
 
 def op_scalars(p: LIFParameters):
     """The op's scalar arguments, as spikeattn.ops.lif.fused_lif_multi_step passes them."""
-    soft = p.v_reset is None
-    return (p.mode, p.decay_input, float(p.v_th), 0.0 if soft else float(p.v_reset), soft, p.detach_reset,
-            p.surrogate.id, p.surrogate.param)
+    return tuple(LIFScalars.of(p))
 
 
 def run_reference(x, v0, p, w):

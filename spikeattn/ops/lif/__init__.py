@@ -13,7 +13,8 @@ import torch
 
 from spikeattn.functional.neuron import CHARGE_LIF, CHARGE_PLIF, LIFParameters
 from spikeattn.ops.lif import cpu, cupy
-from spikeattn.ops.lif.op import state_dtype
+from spikeattn.ops._dtypes import state_dtype
+from spikeattn.ops.lif.op import LIFScalars
 from spikeattn.ops.lif.reference import naive_lif_multi_step
 from spikeattn.ops._backends import resolve
 from spikeattn.ops._checks import check_finite
@@ -25,11 +26,7 @@ __all__ = ["lif_multi_step", "BACKENDS", "resolve_backend", "state_dtype", "chec
 def fused_lif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, p: LIFParameters):
     """The registered op (its CPU or CUDA kernel by device); same contract as the reference."""
     decay = p.decay if p.mode == CHARGE_PLIF else torch.tensor(float(p.decay), dtype=v0.dtype)
-    soft = p.v_reset is None
-    spikes, v_last, _ = torch.ops.spikeattn.lif_forward(
-        x_seq, v0, decay, p.mode, p.decay_input, float(p.v_th), 0.0 if soft else float(p.v_reset),
-        soft, p.detach_reset, p.surrogate.id, p.surrogate.param,
-    )
+    spikes, v_last, _ = torch.ops.spikeattn.lif_forward(x_seq, v0, decay, *LIFScalars.of(p))
     return spikes, v_last
 
 

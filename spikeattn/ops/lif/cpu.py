@@ -11,12 +11,15 @@ import functools
 
 import torch
 
+from spikeattn.ops._dtypes import state_dtype
 from spikeattn.ops._native import host_availability, load_host_library
-from spikeattn.ops.lif.op import state_dtype
+from spikeattn.ops.lif.op import SCALAR_TYPES
 
 _TAGS = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
 _P, _I64, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
-_SCALAR_TYPES = [_I, _I, _D, _D, _D, _I, _I, _I, _D]  # charge_mode .. alpha, as in SA_PARAMS_DECL
+_C_TYPES = {"int": _I, "bool": _I, "float": _D}
+# SA_PARAMS_DECL in lif_host.cpp: the decay (a double), then the op's scalars in LIFScalars order.
+_PARAM_TYPES = [_D] + [_C_TYPES[t] for t in SCALAR_TYPES]
 
 
 is_available = host_availability("lif_host.cpp")  # builds once; False when it cannot be built here
@@ -27,13 +30,9 @@ def _entry(kind: str, dtype: torch.dtype):
     lib = load_host_library("lif_host.cpp")
     fn = getattr(lib, f"sa_lif_{kind}_{_TAGS[dtype]}")
     pointers = 5 if kind == "forward" else 8
-    fn.argtypes = [_P] * pointers + [_I64, _I64] + _SCALAR_TYPES + [_I]
+    fn.argtypes = [_P] * pointers + [_I64, _I64] + _PARAM_TYPES + [_I]
     fn.restype = None
     return fn
-
-
-def _c_scalars(decay: torch.Tensor, mode, decay_input, v_th, v_reset, soft_reset, detach_reset, surrogate, alpha):
-    return (mode, decay_input, float(decay), v_th, v_reset, soft_reset, detach_reset, surrogate, alpha)
 
 
 def _ptr(t: torch.Tensor):
@@ -49,7 +48,7 @@ def fused_lif_forward(x, v0, decay, *scalars):
     T, N = x.shape[0], v0.numel()
     _entry("forward", x.dtype)(
         _ptr(x), _ptr(v0), _ptr(spikes), _ptr(h_seq), _ptr(v_last), T, N,
-        *_c_scalars(decay, *scalars), torch.get_num_threads(),
+        float(decay), *scalars, torch.get_num_threads(),
     )
     return spikes, v_last, h_seq
 
@@ -63,6 +62,6 @@ def fused_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
     T, N = h_seq.shape[0], grad_v0.numel()
     _entry("backward", grad_spikes.dtype)(
         _ptr(grad_spikes), _ptr(grad_v), _ptr(h_seq), _ptr(x), _ptr(v0), _ptr(grad_x),
-        _ptr(grad_v0), ctypes.addressof(grad_k), T, N, *_c_scalars(decay, *scalars), torch.get_num_threads(),
+        _ptr(grad_v0), ctypes.addressof(grad_k), T, N, float(decay), *scalars, torch.get_num_threads(),
     )
     return grad_x, grad_v0, torch.full_like(decay, grad_k.value)

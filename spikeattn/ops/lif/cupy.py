@@ -14,7 +14,8 @@ import torch
 from spikeattn.functional.neuron import CHARGE_PLIF
 from spikeattn.ops import _cuda
 from spikeattn.ops._cuda import is_available  # re-exported: the backend table asks each backend
-from spikeattn.ops.lif.op import state_dtype
+from spikeattn.ops._dtypes import state_dtype
+from spikeattn.ops.lif.op import SCALAR_TYPES
 
 BLOCK = _cuda.BLOCK
 _IN_T = {torch.float32: "float", torch.float64: "double", torch.float16: "sa_half", torch.bfloat16: "sa_bf16"}
@@ -70,13 +71,13 @@ def _decay_arg(decay: torch.Tensor, device: torch.device, sd: torch.dtype):
     return None, np.uint64(0), float(decay)
 
 
-def _scalar_args(decay_ptr, decay_value, sd, T, N, mode, decay_input, v_th, v_reset, soft_reset, detach_reset,
-                 surrogate, alpha) -> tuple:
-    """The kernels' trailing arguments (SA_LIF_SCALARS in lif.cu), typed as the C signature."""
+def _scalar_args(decay_ptr, decay_value, sd, T, N, *scalars) -> tuple:
+    """The kernels' trailing arguments (SA_LIF_SCALARS in lif.cu), typed as the C signature: the decay,
+    the sizes, then the op's scalars typed by the ``LIFScalars`` table (floats in the state dtype)."""
     f = np.float64 if sd == torch.float64 else np.float32
-    i32 = np.int32
-    return (decay_ptr, f(decay_value), np.int64(T), np.int64(N), i32(mode), i32(decay_input), f(v_th), f(v_reset),
-            i32(soft_reset), i32(detach_reset), i32(surrogate), f(alpha))
+    c_types = {"int": np.int32, "bool": np.int32, "float": f}
+    typed = (c_types[t](v) for t, v in zip(SCALAR_TYPES, scalars, strict=True))
+    return (decay_ptr, f(decay_value), np.int64(T), np.int64(N), *typed)
 
 
 def _expect(t: torch.Tensor, name: str, dtype: torch.dtype, shape) -> None:

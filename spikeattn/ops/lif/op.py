@@ -8,17 +8,41 @@ kernel (``cpu.py`` for the CPU, ``cupy.py`` for CUDA). The forward returns the c
 
 from __future__ import annotations
 
+from typing import NamedTuple, get_type_hints
+
 import torch
 
-from spikeattn.functional.neuron import CHARGE_PLIF
-
-# Scalar arguments shared by both ops, in this order (and in the C entry points).
-SCALARS = "int mode, bool decay_input, float v_th, float v_reset, bool soft_reset, bool detach_reset, int surrogate, float alpha"
+from spikeattn.functional.neuron import CHARGE_PLIF, LIFParameters
+from spikeattn.ops._dtypes import state_dtype
 
 
-def state_dtype(dtype: torch.dtype) -> torch.dtype:
-    """State is fp32 for every input dtype but fp64 (kept for gradcheck)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
+class LIFScalars(NamedTuple):
+    """The ops' scalar arguments: the one table of their names, order and types.
+
+    The schema below, the ctypes signature (``cpu.py``) and the CUDA kernel arguments (``cupy.py``)
+    are generated from it; the C side takes them in this order after the decay
+    (``SA_PARAMS_DECL`` in cuda/lif_host.cpp, ``SA_LIF_SCALARS`` in cuda/lif.cu).
+    """
+
+    mode: int           # CHARGE_IF / CHARGE_LIF / CHARGE_PLIF
+    decay_input: bool
+    v_th: float
+    v_reset: float      # 0 for a soft reset
+    soft_reset: bool
+    detach_reset: bool
+    surrogate: int      # spikeattn.surrogate id
+    alpha: float        # the surrogate's parameter
+
+    @classmethod
+    def of(cls, p: LIFParameters) -> "LIFScalars":
+        soft = p.v_reset is None
+        return cls(p.mode, p.decay_input, float(p.v_th), 0.0 if soft else float(p.v_reset), soft, p.detach_reset,
+                   p.surrogate.id, p.surrogate.param)
+
+
+# Field type names ("int", "bool", "float"): schema types as they are.
+SCALAR_TYPES = tuple(t.__name__ for t in get_type_hints(LIFScalars).values())
+SCALARS = ", ".join(f"{t} {name}" for t, name in zip(SCALAR_TYPES, LIFScalars._fields))
 
 
 torch.library.define(

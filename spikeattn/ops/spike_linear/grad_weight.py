@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from spikeattn.ops._backends import resolve
+from spikeattn.ops._backends import resolve_cpu_fp32
 from spikeattn.ops.spike_linear import cpu
 from spikeattn.ops.spike_linear.reference import naive_spike_grad_weight
 
@@ -25,11 +25,7 @@ BACKENDS = {"torch": naive_spike_grad_weight, "cpu": fused_spike_grad_weight}
 
 def resolve_backend(backend: str, grad_y: torch.Tensor) -> str:
     """``auto`` -> ``cpu`` for fp32 on the CPU (the kernel's one dtype), else ``torch``."""
-    if backend == "cupy":
-        raise ValueError("backend='cupy' has no spike_grad_weight kernel; use 'auto', 'torch' or 'cpu'")
-    if backend == "cpu" and grad_y.dtype != torch.float32:
-        raise ValueError(f"backend='cpu' needs fp32 grad_y, got {grad_y.dtype}")
-    return resolve(backend, grad_y, "grad_y", {"cpu": cpu}, fast_ok=grad_y.dtype == torch.float32)
+    return resolve_cpu_fp32(backend, grad_y, "grad_y", cpu, "spike_grad_weight")
 
 
 def spike_grad_weight(grad_y: torch.Tensor, x: torch.Tensor, backend: str = "auto") -> torch.Tensor:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from spikeattn.ops._backends import resolve
+from spikeattn._validate import check_int
+from spikeattn.ops._backends import resolve_cpu_fp32
 from spikeattn.ops.ssa import cpu
 from spikeattn.ops.ssa.matmul import ORDERS, acc_dtype, ssa_order
 from spikeattn.ops.ssa.reference import naive_ssa
@@ -34,11 +35,7 @@ BACKENDS = {"torch": matmul_ssa, "cpu": fused_ssa}
 
 def resolve_backend(backend: str, qkv: torch.Tensor) -> str:
     """``auto`` -> ``cpu`` for fp32 CPU input, else ``torch``; a dispatch mode changes nothing."""
-    if backend == "cupy":
-        raise ValueError("backend='cupy' has no SSA kernel; use 'auto', 'torch' or 'cpu'")
-    if backend == "cpu" and qkv.dtype != torch.float32:
-        raise ValueError(f"backend='cpu' needs fp32 qkv, got {qkv.dtype}")
-    return resolve(backend, qkv, "qkv", {"cpu": cpu}, fast_ok=qkv.dtype == torch.float32)
+    return resolve_cpu_fp32(backend, qkv, "qkv", cpu, "SSA")
 
 
 def ssa_tokens(qkv: torch.Tensor, heads: int, scale: float, order: str = "auto",
@@ -67,7 +64,8 @@ def ssa_tokens(qkv: torch.Tensor, heads: int, scale: float, order: str = "auto",
         raise TypeError(f"qkv must be a torch.Tensor, got {type(qkv).__name__}")
     if qkv.dim() < 2 or qkv.shape[-1] % 3:
         raise ValueError(f"qkv must be [..., N, 3C] (Q, K, V on the last dim), got shape {tuple(qkv.shape)}")
-    if not isinstance(heads, int) or heads < 1 or (qkv.shape[-1] // 3) % heads:
+    check_int(heads, "heads")
+    if (qkv.shape[-1] // 3) % heads:
         raise ValueError(f"heads must be a positive int dividing C={qkv.shape[-1] // 3}, got {heads!r}")
     if qkv.shape[-2] * (qkv.shape[-1] // 3 // heads) >= 2**24:
         raise ValueError(f"N * d must stay below 2^24 for exact fp32 counts, got shape {tuple(qkv.shape)}")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from spikeattn.ops._dtypes import state_dtype as acc_dtype  # counts up to N*d stay exact (not bf16/fp16)
+
 ORDERS = ("qk_first", "kv_first")
 
 torch.library.define(
@@ -22,11 +24,6 @@ torch.library.define(
 def ssa_order(n_tokens: int, head_dim: int) -> str:
     """The cheaper exact association: ``qk_first`` costs ``2 N^2 d``, ``kv_first`` ``2 N d^2``."""
     return "qk_first" if n_tokens < head_dim else "kv_first"
-
-
-def acc_dtype(dtype: torch.dtype) -> torch.dtype:
-    # Counts up to N*d must stay exact: bf16/fp16 hold integers only up to 256/2048.
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def split_heads(qkv: torch.Tensor, heads: int) -> torch.Tensor:

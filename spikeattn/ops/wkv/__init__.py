@@ -12,7 +12,8 @@ from spikeattn.ops._backends import resolve
 from spikeattn.ops._checks import check_finite
 from spikeattn.ops.wkv import cpu, cupy
 from spikeattn.ops.wkv import op as _op  # noqa: F401  (defines the torch.library ops)
-from spikeattn.ops.wkv.reference import WKVState, naive_wkv, state_dtype, wkv_step
+from spikeattn.ops._dtypes import state_dtype
+from spikeattn.ops.wkv.reference import WKVState, naive_wkv, wkv_step
 
 __all__ = ["wkv", "wkv_step", "WKVState", "BACKENDS", "resolve_backend", "state_dtype"]
 

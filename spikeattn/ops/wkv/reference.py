@@ -10,6 +10,8 @@ from typing import NamedTuple
 
 import torch
 
+from spikeattn.ops._dtypes import state_dtype
+
 MIN_EXPONENT = -1e38  # "minus infinity" that stays finite, so p - w never makes NaN
 
 
@@ -30,9 +32,6 @@ class WKVState(NamedTuple):
         return WKVState(z, z.clone(), torch.full(shape, MIN_EXPONENT, dtype=dtype, device=device))
 
 
-def state_dtype(dtype: torch.dtype) -> torch.dtype:
-    """Accumulation is fp32 for every input dtype but fp64 (kept for gradcheck)."""
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _rescale(x: torch.Tensor, y: torch.Tensor):
