@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
 import statistics
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+
+from spikeattn.train.metrics import write_json  # noqa: F401  (the bench scripts write through _common)
 
 
 def time_cpu(fn: Callable[[], object], warmup: int, repeats: int, setup: Callable[[], object] | None = None) -> list[float]:
@@ -122,11 +123,3 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: str | os.PathLike, data: dict) -> Path:
-    """Write ``data`` as indented JSON (parent folders created), via a temp file and rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path

@@ -1,6 +1,6 @@
 """Count the operations, neuron updates, bytes and energy of a spiking model, next to its ANN twin.
 
-Uses a Spikformer from ``spikeattn.models`` when that module is available, else a small conv SNN.
+Uses Spikformer-2-256 from ``spikeattn.models`` on CIFAR-size images.
 Prints the per-layer table and the SNN-vs-ANN comparison, writes JSON and PNG files.
 
     .venv/bin/python examples/count_ops.py                  # -> out/count_ops/{report,ann}.{json,png}
@@ -13,7 +13,6 @@ import argparse
 from pathlib import Path
 
 import torch
-from torch import nn
 
 import spikeattn as sa
 from spikeattn import opcount
@@ -28,36 +27,10 @@ args = parser.parse_args()
 torch.manual_seed(args.seed)
 
 
-class ConvSNN(nn.Module):
-    """Image [T, B, 3, H, W] -> 2 x (Conv-BN-LIF, max-pool) -> Linear -> class scores [T, B, 10]."""
-
-    def __init__(self, img_size: int):
-        super().__init__()
-        self.conv1, self.bn1, self.lif1 = nn.Conv2d(3, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), sa.neuron.LIF()
-        self.conv2, self.bn2, self.lif2 = nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), sa.neuron.LIF()
-        self.pool = nn.MaxPool2d(2)
-        self.fc = nn.Linear(64 * (img_size // 4) ** 2, 10)
-
-    def forward(self, x):
-        t, b = x.shape[:2]
-        y = self.pool(self.bn1(self.conv1(x.flatten(0, 1))))              # (T*B, 32, H/2, W/2)
-        y = self.lif1(y.unflatten(0, (t, b)))                              # spikes (T, B, 32, H/2, W/2)
-        y = self.pool(self.bn2(self.conv2(y.flatten(0, 1))))               # (T*B, 64, H/4, W/4)
-        y = self.lif2(y.unflatten(0, (t, b)))
-        return self.fc(y.flatten(2))                                       # (T, B, 10)
-
-
 def build_model():
-    try:
-        from spikeattn import models
-    except ImportError:
-        return ConvSNN(args.img_size), torch.rand(args.T, 1, 3, args.img_size, args.img_size), "conv SNN"
     # Spikformer-2-256 (a small CIFAR-size config); its forward takes an image batch [B, 3, H, W].
     name = "spikformer-2-256"
-    presets = models.list_presets() if hasattr(models, "list_presets") else []
-    if presets and name not in presets:
-        name = next(p for p in presets if p.startswith("spikformer"))
-    model = models.spikformer(name, num_classes=10, img_size=args.img_size, in_channels=3, T=args.T)
+    model = sa.models.spikformer(name, num_classes=10, img_size=args.img_size, in_channels=3, T=args.T)
     return model, torch.rand(1, 3, args.img_size, args.img_size), name
 
 

@@ -17,12 +17,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import platform
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,6 +29,7 @@ from torch import nn
 import spikeattn.neuron as N
 from spikeattn.data import fashion_mnist
 from spikeattn.export import PerStep, run_lava, to_lava
+from spikeattn.train.metrics import write_json
 
 ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 ap.add_argument("--seconds", type=float, default=60.0, help="training time budget")
@@ -112,19 +111,17 @@ def compare_saved_model(path: str, n: int) -> dict:
                       "Lava fixed 8-bit": "the same with one 8-bit synapse per connection (weights sign + 8 bits)"}}
 
 
-def write_json(path: str, record: dict) -> None:
+def write_record(path: str, record: dict) -> None:
     record = {"command": "python " + " ".join(sys.argv),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "host": platform.node(), **record}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(record, indent=1) + "\n")
-    print(f"wrote {path}")
+    print(f"wrote {write_json(path, record)}")
 
 
 if args.model:
     result = compare_saved_model(args.model, args.n)
     if args.json:
-        write_json(args.json, result)
+        write_record(args.json, result)
     raise SystemExit(0)
 
 model = nn.Sequential(PerStep(nn.Flatten()), nn.Linear(784, 128), N.LIF(tau=2.0), nn.Linear(128, 10), N.LIF(tau=2.0))
