@@ -161,7 +161,8 @@ def cmd_lava_run(args) -> None:
 def cmd_loihi_report(args) -> None:
     import torch
 
-    export = _export_module()
+    from spikeattn import export
+
     model, _ = _model(args.model, _overrides(args.set))
     if args.input_shape:
         shape = tuple(args.input_shape)
