@@ -1,7 +1,8 @@
 // Fused multi-step LIF on the CPU: one pass over T forward, one reverse pass backward.
 // The per-step maths is lif_core.cuh (the same code the CUDA kernels run); this file only
-// walks the [T, N] layout: each thread owns a range of neurons and sweeps it in blocks that
-// stay in L1, time outer and neurons inner so the inner loop reads contiguous memory.
+// walks the layout ([T, N], or N / M sequences of [T, M] one after another): each thread owns a range
+// of neurons and sweeps it in blocks that stay in L1, time outer and neurons inner so the inner loop
+// reads contiguous memory.
 // Built by spikeattn/ops/_native.py with g++ -O3 -ffp-contract=off (no fast-math: bit-exact).
 // Floating-point operations are assumed not to trap: GCC may then evaluate both arms of a select
 // (g_v times a 0/1 reset factor, which it splits into a branch) and vectorise the neuron loops.
@@ -76,6 +77,13 @@ template <> inline double from_acc<double>(double x) { return x; }
 
 constexpr int64_t BLOCK = 256;
 
+// Layout: G = N / M sequences one after another, each [T, M] (time-major [T, N] is M = N). Neuron
+// n = g * M + i steps through (g * T + t) * M + i: step0 gives t = 0, and each step adds M.
+inline int64_t step0(int64_t n, int64_t T, int64_t M) { return (n / M) * T * M + n % M; }
+
+// Neurons from n on that a block takes: at most BLOCK, up to hi, and within one sequence group.
+inline int64_t block_len(int64_t n, int64_t hi, int64_t M) { return std::min({BLOCK, hi - n, M - n % M}); }
+
 // At least 4 blocks of neurons per thread.
 template <typename F>
 void parallel_neurons(int64_t n, int nthreads, F body) {
@@ -84,18 +92,19 @@ void parallel_neurons(int64_t n, int nthreads, F body) {
 
 template <typename in_t, typename acc_t>
 void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __restrict__ spikes,
-             acc_t* __restrict__ h_seq, acc_t* __restrict__ v_last, int64_t T, int64_t N,
+             acc_t* __restrict__ h_seq, acc_t* __restrict__ v_last, int64_t T, int64_t N, int64_t M,
              const LifParams<acc_t> p, int nthreads) {
   parallel_neurons(N, nthreads, [=](int, int64_t lo, int64_t hi) {
     // A local copy of the parameters: provably unaliased by the output stores, so the compiler
     // hoists the mode branches out of the inner loop and vectorises it.
     const LifParams<acc_t> q = p;
     acc_t v[BLOCK];
-    for (int64_t b = lo; b < hi; b += BLOCK) {
-      const int64_t nb = std::min(BLOCK, hi - b);
+    for (int64_t b = lo, nb; b < hi; b += nb) {
+      nb = block_len(b, hi, M);
+      const int64_t base = step0(b, T, M);
       for (int64_t i = 0; i < nb; ++i) v[i] = v0[b + i];
       for (int64_t t = 0; t < T; ++t) {
-        const int64_t o = t * N + b;
+        const int64_t o = base + t * M;
         for (int64_t i = 0; i < nb; ++i) {
           const acc_t h = lif_charge(q, v[i], acc_t(to_acc(x[o + i])));
           const bool s = lif_fire(q, h);
@@ -121,7 +130,7 @@ template <int SG, int CHARGE, int SOFT, int DETACH, int DI, typename in_t, typen
 double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict__ g_v_last,
                       const acc_t* __restrict__ h_seq, const in_t* __restrict__ x,
                       const acc_t* __restrict__ v0, in_t* __restrict__ g_x,
-                      acc_t* __restrict__ g_v0, int64_t T, int64_t N, int64_t b, int64_t nb,
+                      acc_t* __restrict__ g_v0, int64_t T, int64_t M, int64_t b, int64_t nb,
                       const LifParams<acc_t> p) {
   constexpr bool PLIF = CHARGE == CHARGE_PLIF;
   LifParams<acc_t> q = p;  // an unaliased local copy: its fields are loop invariants
@@ -139,8 +148,9 @@ double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict
   acc_t gv[BLOCK];
   double gk = 0.0;  // a sum over every neuron-step: fp32 would drift
   for (int64_t i = 0; i < nb; ++i) gv[i] = g_v_last ? g_v_last[b + i] : acc_t(0);
+  const int64_t base = step0(b, T, M);
   for (int64_t t = T - 1; t >= 0; --t) {
-    const int64_t o = t * N + b;
+    const int64_t o = base + t * M;
     for (int64_t i = 0; i < nb; ++i) {
       const acc_t h = h_seq[o + i];
       const acc_t sg = surrogate_grad_t<SG>(q.alpha, h - q.v_th);
@@ -148,7 +158,7 @@ double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict
       g_x[o + i] = from_acc<in_t>(lif_dh_dx(q, gh));
       gv[i] = lif_dh_dv(q, gh);
       if constexpr (PLIF) {
-        const acc_t hp = t > 0 ? h_seq[o - N + i] : acc_t(0);
+        const acc_t hp = t > 0 ? h_seq[o - M + i] : acc_t(0);
         const acc_t v_prev = t > 0 ? lif_reset(q, hp, lif_fire(q, hp)) : v0[b + i];
         gk += double(lif_grad_k(q, gh, acc_t(to_acc(x[o + i])), v_prev));
       }
@@ -160,15 +170,17 @@ double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict
 
 template <int SG, int CHARGE, int SOFT, int DETACH, int DI, typename in_t, typename acc_t>
 void backward(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, const in_t* x,
-              const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N,
+              const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N, int64_t M,
               const LifParams<acc_t> p, int nthreads) {
   std::vector<double> partial(std::max(1, nthreads), 0.0);
   double* partial_sums = partial.data();
   parallel_neurons(N, nthreads, [=](int tid, int64_t lo, int64_t hi) {
     double gk = 0.0;
-    for (int64_t b = lo; b < hi; b += BLOCK)
+    for (int64_t b = lo, nb; b < hi; b += nb) {
+      nb = block_len(b, hi, M);
       gk += backward_block<SG, CHARGE, SOFT, DETACH, DI>(g_spikes, g_v_last, h_seq, x, v0, g_x,
-                                                         g_v0, T, N, b, std::min(BLOCK, hi - b), p);
+                                                         g_v0, T, M, b, nb, p);
+    }
     partial_sums[tid] = gk;
   });
   if (g_k) {
@@ -178,12 +190,12 @@ void backward(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, c
   }
 }
 
-#define SA_ARGS g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, p, nthreads
+#define SA_ARGS g_spikes, g_v_last, h_seq, x, v0, g_x, g_v0, g_k, T, N, M, p, nthreads
 
 // Surrogate kind -> template argument.
 template <int CHARGE, int SOFT, int DETACH, int DI, typename in_t, typename acc_t>
 void backward_sg(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, const in_t* x,
-                 const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N,
+                 const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N, int64_t M,
                  const LifParams<acc_t>& p, int nthreads) {
 #define SA_CASE(K) case K: return backward<K, CHARGE, SOFT, DETACH, DI>(SA_ARGS);
   switch (p.surrogate) {
@@ -203,7 +215,7 @@ inline bool is_power_of_two(double x) {
 // costs build time).
 template <typename in_t, typename acc_t>
 void backward_any(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq, const in_t* x,
-                  const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N,
+                  const acc_t* v0, in_t* g_x, acc_t* g_v0, double* g_k, int64_t T, int64_t N, int64_t M,
                   const LifParams<acc_t>& p, int nthreads) {
   if (p.charge_mode == CHARGE_PLIF) return backward_sg<CHARGE_PLIF, -1, -1, -1>(SA_ARGS);
   if constexpr (std::is_same_v<in_t, float>) {
@@ -247,19 +259,19 @@ LifParams<acc_t> make_params(double decay, int charge_mode, int decay_input, dou
 // One C entry point per (input dtype, state dtype): called through ctypes.
 #define SA_DEFINE(TAG, IN_T, ACC_T)                                                        \
   extern "C" void sa_lif_forward_##TAG(const void* x, const ACC_T* v0, void* spikes,       \
-                                        ACC_T* h_seq, ACC_T* v_last, int64_t T, int64_t N, \
+                                        ACC_T* h_seq, ACC_T* v_last, int64_t T, int64_t N, int64_t M, \
                                         SA_PARAMS_DECL, int nthreads) {                    \
     forward<IN_T, ACC_T>(static_cast<const IN_T*>(x), v0, static_cast<IN_T*>(spikes),     \
-                         h_seq, v_last, T, N, make_params<ACC_T>(SA_PARAMS_ARGS),         \
+                         h_seq, v_last, T, N, M, make_params<ACC_T>(SA_PARAMS_ARGS),      \
                          nthreads);                                                        \
   }                                                                                        \
   extern "C" void sa_lif_backward_##TAG(                                                   \
       const void* g_spikes, const ACC_T* g_v_last, const ACC_T* h_seq, const void* x,      \
-      const ACC_T* v0, void* g_x, ACC_T* g_v0, double* g_k, int64_t T, int64_t N,          \
+      const ACC_T* v0, void* g_x, ACC_T* g_v0, double* g_k, int64_t T, int64_t N, int64_t M,          \
       SA_PARAMS_DECL, int nthreads) {                                                      \
     backward_any<IN_T, ACC_T>(static_cast<const IN_T*>(g_spikes), g_v_last, h_seq,            \
                           static_cast<const IN_T*>(x), v0, static_cast<IN_T*>(g_x), g_v0, \
-                          g_k, T, N, make_params<ACC_T>(SA_PARAMS_ARGS), nthreads);       \
+                          g_k, T, N, M, make_params<ACC_T>(SA_PARAMS_ARGS), nthreads);    \
   }
 
 SA_DEFINE(f32, float, float)

@@ -114,7 +114,7 @@ def _flatten(m: nn.Flatten, per_step: bool):
 
 
 def _neuron(m, per_step: bool):
-    if per_step or m.step_mode != "m":
+    if per_step or m.step_mode != "m" or m.batch_first:
         raise ValueError("neurons must run in step mode 'm' on [T, B, ...] (outside PerStep)")
     decay = float(torch.as_tensor(m.decay(torch.float32)).detach())        # tau (LIF), 1 (IF), k = 1/tau as float32 (PLIF)
     return "lif", {"mode": int(m.mode), "decay": decay, "v_th": float(m.v_th),

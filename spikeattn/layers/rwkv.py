@@ -5,8 +5,8 @@ modes that compute the same thing: ``forward`` over a whole sequence (training) 
 token ``[B, C]`` with an explicit state (generation, O(1) per token).
 
 The LIF neurons after each sub-layer treat the token axis as their time axis, as in SpikeGPT (which
-permutes [B, T, C] to [T, B, C] around its multi-step LIF): the membrane of channel c carries from
-token t to token t+1. In ``step`` the membrane is part of the state, so one token at a time gives the
+permutes [B, T, C] to [T, B, C] around its multi-step LIF; ours step through [B, T, C] in place,
+``batch_first``): the membrane of channel c carries from token t to token t+1. In ``step`` the membrane is part of the state, so one token at a time gives the
 same spikes as the whole sequence at once.
 """
 
@@ -159,8 +159,10 @@ class BlockState(NamedTuple):
 
 
 def spikegpt_lif(backend: str = "auto") -> LIF:
-    """SpikeGPT's neuron: LIF, tau 2, threshold 1, hard reset to 0, ATan surrogate."""
-    return LIF(tau=2.0, v_th=1.0, v_reset=0.0, surrogate=sg.ATan(2.0), backend=backend, stateful=False)
+    """SpikeGPT's neuron: LIF, tau 2, threshold 1, hard reset to 0, ATan surrogate; on ``[B, T, C]`` with the
+    tokens as its time steps (batch_first), stateless."""
+    return LIF(tau=2.0, v_th=1.0, v_reset=0.0, surrogate=sg.ATan(2.0), backend=backend, batch_first=True,
+               stateful=False)
 
 
 class SpikeGPTBlock(nn.Module):
@@ -176,21 +178,15 @@ class SpikeGPTBlock(nn.Module):
         self.ffn = SpikingChannelMix(dim, layer_id, n_layers)
         self.lif_att, self.lif_ffn = spikegpt_lif(lif_backend), spikegpt_lif(lif_backend)
 
-    @staticmethod
-    def _spikes_over_tokens(lif: LIF, y: torch.Tensor) -> torch.Tensor:
-        # Tokens are the neuron's time steps: a stateless LIF on the time-major view (T, B, C),
-        # every sequence from a resting membrane.
-        return lif(y.transpose(0, 1)).transpose(0, 1)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, T, C] -> [B, T, C]``."""
-        x = x + self._spikes_over_tokens(self.lif_att, self.att(self.ln1(x)))
-        return x + self._spikes_over_tokens(self.lif_ffn, self.ffn(self.ln2(x)))
+        """``[B, T, C] -> [B, T, C]``; each LIF steps over the tokens of ``[B, T, C]`` in place, from rest."""
+        x = x + self.lif_att(self.att(self.ln1(x)))
+        return x + self.lif_ffn(self.ffn(self.ln2(x)))
 
     @staticmethod
     def _spike_step(lif: LIF, y: torch.Tensor, v: torch.Tensor | None):
-        s, v = lif.multi_step(y.unsqueeze(0), v)  # one time step, the membrane passed explicitly
-        return s[0], v
+        s, v = lif.multi_step(y.unsqueeze(1), v)  # one token [B, 1, C], the membrane passed explicitly
+        return s[:, 0], v
 
     def step(self, x: torch.Tensor, state: BlockState | None) -> tuple[torch.Tensor, BlockState]:
         """One token ``x [B, C] -> ([B, C], state)``; ``state=None`` starts a sequence."""

@@ -53,6 +53,8 @@ class _Neuron(MemoryModule):
         decay_input: leak the input too (spikingjelly's decay_input). detach_reset: no gradient through the reset.
         surrogate: the spike's gradient (``spikeattn.surrogate``). backend: ``spikeattn.ops.lif`` backend.
         step_mode: 'm' for input ``[T, B, ...]``, 's' for one step ``[B, ...]``.
+        batch_first: the time axis is second, ``[B, T, ...]`` (token-major, as a language model's ``[B, T, C]``);
+            the kernels step through it in place. In step mode 's' the input is ``[B, ...]`` either way.
         stateful: keep the membrane between calls (``reset()`` clears it); False starts every call from rest.
     """
 
@@ -60,17 +62,18 @@ class _Neuron(MemoryModule):
 
     def __init__(self, *, v_th: float = 1.0, v_reset: float | None = 0.0, decay_input: bool = True,
                  detach_reset: bool = False, surrogate: sg.Surrogate = sg.ATan(2.0), backend: str = "auto",
-                 step_mode: str = "m", stateful: bool = True):
+                 step_mode: str = "m", batch_first: bool = False, stateful: bool = True):
         super().__init__()
         if step_mode not in ("m", "s"):
             raise ValueError(f"step_mode must be 'm' (input [T, B, ...]) or 's' (input [B, ...]), got {step_mode!r}")
         check_thresholds(v_th, v_reset)
-        if not isinstance(stateful, bool):
-            raise TypeError(f"stateful must be a bool, got {stateful!r}")
+        for name, flag in (("batch_first", batch_first), ("stateful", stateful)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
         self.v_th, self.v_reset = v_th, v_reset
         self.decay_input, self.detach_reset = decay_input, detach_reset
         self.surrogate, self.backend, self.step_mode = surrogate, backend, step_mode
-        self.stateful = stateful
+        self.batch_first, self.stateful = batch_first, stateful
         self.v: torch.Tensor | None = None
 
     def decay(self, dtype: torch.dtype):
@@ -82,22 +85,23 @@ class _Neuron(MemoryModule):
         )
 
     def multi_step(self, x_seq: torch.Tensor, v: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Explicit state: ``x_seq [T, B, ...]`` and membrane ``v [B, ...]`` (None: at rest) -> ``(spikes, v)``.
-
-        Reads and writes nothing on the module (``self.v`` is left alone).
+        """Explicit state: ``x_seq [T, B, ...]`` (``[B, T, ...]`` if batch_first) and membrane ``v [B, ...]``
+        (None: at rest) -> ``(spikes, v)``. Reads and writes nothing on the module (``self.v`` is left alone).
         """
-        return lif_multi_step(x_seq, v, self.parameters_for(state_dtype(x_seq.dtype)), self.backend)
+        p = self.parameters_for(state_dtype(x_seq.dtype))
+        return lif_multi_step(x_seq, v, p, self.backend, self.batch_first)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Spikes for ``x`` ([T, B, ...] in step mode 'm', [B, ...] in 's').
 
         A stateful neuron carries its membrane over from the last call; a stateless one starts from rest.
         """
-        x_seq = x.unsqueeze(0) if self.step_mode == "s" else x
+        t = 1 if self.batch_first else 0  # the time axis
+        x_seq = x.unsqueeze(t) if self.step_mode == "s" else x
         spikes, v = self.multi_step(x_seq, self.v if self.stateful else None)
         if self.stateful:
             self.v = v
-        return spikes[0] if self.step_mode == "s" else spikes
+        return spikes.squeeze(t) if self.step_mode == "s" else spikes
 
     def reset(self) -> None:
         self.v = None
@@ -105,7 +109,8 @@ class _Neuron(MemoryModule):
     def extra_repr(self) -> str:
         reset = "soft" if self.v_reset is None else self.v_reset
         return (f"v_th={self.v_th}, v_reset={reset}, surrogate={self.surrogate}, backend={self.backend!r}, "
-                f"step_mode={self.step_mode!r}" + ("" if self.stateful else ", stateful=False"))
+                f"step_mode={self.step_mode!r}" + (", batch_first=True" if self.batch_first else "")
+                + ("" if self.stateful else ", stateful=False"))
 
 
 def _check_tau(name: str, tau) -> float:

@@ -98,7 +98,7 @@ def test_block_lif_runs_over_tokens():
     torch.manual_seed(0)
     block = SpikeGPTBlock(4, 0, 1)
     y = torch.full((1, 3, 4), 1.5)  # tau 2, hard reset: h = 0.75 (no spike), 0.75 + 0.375 = 1.125 (spike), 0.75
-    s = block._spikes_over_tokens(block.lif_att, y)
+    s = block.lif_att(y)
     assert s[0, :, 0].tolist() == [0.0, 1.0, 0.0]
     assert block.lif_att.v is None  # nothing left behind
 

@@ -21,7 +21,7 @@ def make_params(mode, tau, v_th, v_reset, decay_input, detach_reset, surrogate, 
     return LIFParameters(mode, decay, v_th, v_reset, decay_input, detach_reset, surrogate)
 
 
-def run(backend, x, v0, p, w):
+def run(backend, x, v0, p, w, batch_first=False):
     """Forward + backward of a loss using both outputs; returns spikes, v, and all gradients."""
     x = x.detach().requires_grad_(True)
     v0 = v0.detach().requires_grad_(True)
@@ -30,7 +30,7 @@ def run(backend, x, v0, p, w):
         k = p.decay.detach().requires_grad_(True)
         p = p._replace(decay=k)
         leaves.append(k)
-    spikes, v = BACKENDS[backend](x, v0, p)
+    spikes, v = BACKENDS[backend](x, v0, p, batch_first)
     loss = (spikes.float() * w).sum() + (v * v).sum()
     grads = torch.autograd.grad(loss, leaves)
     return spikes, v, grads
@@ -168,3 +168,33 @@ def test_cpu_same_bits_for_any_thread_count(mode):
     assert torch.equal(g1[0], g2[0]) and torch.equal(g1[1], g2[1])
     if mode == "PLIF":
         assert_close(g2[2], g1[2], 1e-12, 0.0, what="grad k")
+
+
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("mode", MODES, ids=str)
+@pytest.mark.parametrize("shape", [(3, 7, 5), (2, 9, 300), (5, 4, 2, 129), (1, 6, 1030)], ids=str)
+def test_batch_first_is_the_transposed_time_major_run(backend, mode, shape):
+    """``[B, T, ...]`` stepped in place equals the time-major run of its transposed copy: spikes, membrane,
+    grad x and grad v0 bit for bit (the same arithmetic per neuron), PLIF's grad k up to summation order."""
+    g = torch.Generator().manual_seed(sum(shape))
+    x = torch.randn(shape, generator=g) * 1.5 + 0.6
+    v0 = torch.randn((shape[0], *shape[2:]), generator=g) * 0.5
+    w = torch.randn(shape, generator=g)
+    p = make_params(MODES[mode], 2.0, 1.0, 0.0, True, False, SURROGATES[1], torch.float32)
+    s_bf, v_bf, g_bf = run(backend, x, v0, p, w, batch_first=True)
+    s_tm, v_tm, g_tm = run(backend, x.transpose(0, 1).contiguous(), v0, p, w.transpose(0, 1))
+    assert 0.05 < s_bf.mean() < 0.95
+    assert torch.equal(s_bf, s_tm.transpose(0, 1)) and torch.equal(v_bf, v_tm)
+    assert torch.equal(g_bf[0], g_tm[0].transpose(0, 1)) and torch.equal(g_bf[1], g_tm[1])
+    if MODES[mode] == CHARGE_PLIF:
+        assert_close(g_bf[2], g_tm[2], 1e-5, 1e-6, what="grad k")
+
+
+def test_batch_first_public_op_checks_the_time_axis():
+    p = make_params(CHARGE_LIF, 2.0, 1.0, 0.0, True, False, SURROGATES[0], torch.float32)
+    s, v = lif_multi_step(torch.rand(2, 5, 3), None, p, batch_first=True)
+    assert s.shape == (2, 5, 3) and v.shape == (2, 3)
+    with pytest.raises(ValueError, match="empty time dimension"):
+        lif_multi_step(torch.rand(2, 0, 3), None, p, batch_first=True)
+    with pytest.raises(ValueError, match="membrane state has shape"):
+        lif_multi_step(torch.rand(2, 5, 3), torch.zeros(5, 3), p, batch_first=True)

@@ -64,27 +64,35 @@ def run_reference(x, v0, p, w):
     return spikes, v, grads
 
 
-def run_kernels(x, v0, p, w, scalars=None):
-    """The CUDA impls on CPU tensors: forward, then backward of the same loss as run_reference."""
+def run_kernels(x, v0, p, w, scalars=None, batch_first=False):
+    """The CUDA impls on CPU tensors: forward, then backward of the same loss as run_reference.
+
+    ``batch_first``: the kernels get a [B, T, ...] copy of the time-major ``x`` and ``w``; results
+    come back time-major.
+    """
     sd = state_dtype(x.dtype)
     decay = p.decay if p.mode == CHARGE_PLIF else torch.tensor(float(p.decay), dtype=sd)
     scalars = op_scalars(p) if scalars is None else scalars
-    spikes, v, h = cuda_lif.cuda_lif_forward(x, v0, decay, *scalars)
-    gx, gv0, gk = cuda_lif.cuda_lif_backward(w.to(x.dtype), 2 * v, h, x, v0, decay, *scalars)
+    if batch_first:
+        x, w = x.transpose(0, 1).contiguous(), w.transpose(0, 1).contiguous()
+    spikes, v, h = cuda_lif.cuda_lif_forward(x, v0, decay, batch_first, *scalars)
+    gx, gv0, gk = cuda_lif.cuda_lif_backward(w.to(x.dtype), 2 * v, h, x, v0, decay, batch_first, *scalars)
     # Outputs were NaN before the launch (and assert_close lets NaN through): all must be written.
     for name, t in (("spikes", spikes), ("v", v), ("h", h), ("grad x", gx), ("grad v0", gv0), ("grad k", gk)):
         assert not t.isnan().any(), f"{name} has unwritten (NaN) elements"
     assert torch.equal(spikes, (h >= scalars[2]).to(x.dtype)), "spikes are not h >= v_th"
+    if batch_first:
+        spikes, gx = spikes.transpose(0, 1), gx.transpose(0, 1)
     return spikes, v, (gx, gv0, gk) if p.mode == CHARGE_PLIF else (gx, gv0)
 
 
-def mismatches(x, p, scalars=None) -> list[str]:
+def mismatches(x, p, scalars=None, batch_first=False) -> list[str]:
     """Names of the outputs where the kernels and the reference disagree (empty: they agree)."""
     sd = state_dtype(x.dtype)
     v0 = torch.randn(x.shape[1:], dtype=sd) * 0.5
     w = torch.randn(x.shape)
     s_ref, v_ref, g_ref = run_reference(x, v0, p, w)
-    s, v, g = run_kernels(x, v0, p, w, scalars)
+    s, v, g = run_kernels(x, v0, p, w, scalars, batch_first)
     assert s.dtype == x.dtype and v.dtype == sd and g[0].dtype == x.dtype and g[1].dtype == sd
     bad = []
     if not torch.equal(s, s_ref):
@@ -151,6 +159,28 @@ def test_multi_dim_and_unaligned_views(launcher):
     assert launcher.calls[0][0].endswith(", 1>")
 
 
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp64"])
+@pytest.mark.parametrize("M", [3, 8, 1011])
+def test_batch_first_layout(launcher, M, dtype):
+    """[B, T, M] input (SpikeGPT's [B, T, C]) stepped in place equals the time-major reference; the
+    4-wide path only when every row of M neurons starts aligned (M % 4 == 0)."""
+    for i, mode in enumerate((CHARGE_LIF, CHARGE_PLIF, CHARGE_IF)):
+        x = make_input(6, 3 * M, DTYPES[dtype], seed=M + i).view(6, 3, M)
+        p = params(mode, 0.0, True, True, SURROGATES[i], state_dtype(x.dtype))
+        assert mismatches(x, p, batch_first=True) == []
+    vec = 4 if M % 4 == 0 and dtype != "fp64" else 1
+    assert all(name.endswith(f", {vec}>") for name, *_ in launcher.calls)
+
+
+def test_batch_first_detects_a_time_major_kernel(launcher, monkeypatch):
+    """The batch-first case can fail: kernels told the layout is time-major read the wrong steps."""
+    x = make_input(6, 3 * 8, torch.float32).view(6, 3, 8)
+    p = params(CHARGE_LIF, 0.0, True, False, SURROGATES[0], torch.float32)
+    real = cuda_lif.layout
+    monkeypatch.setattr(cuda_lif, "layout", lambda shape, batch_first: real((shape[1], shape[0], *shape[2:]), False))
+    assert mismatches(x, p, batch_first=True) != []
+
+
 def test_decay_by_value(launcher, monkeypatch):
     """LIF's tau arrives as a CPU scalar while x is on the GPU: the by-value path of the kernels."""
     real = cuda_lif._decay_arg
@@ -192,7 +222,7 @@ def test_hand_computed(launcher):
     # tau=2, v_th=1, hard reset to 0, decay_input: h = v + (x - v) / 2
     x = torch.tensor([[1.5], [1.5], [0.0], [4.0]])
     p = LIFParameters(CHARGE_LIF, 2.0, 1.0, 0.0, True, False, SURROGATES[0])
-    s, v, _ = cuda_lif.cuda_lif_forward(x, torch.zeros(1), torch.tensor(2.0), *op_scalars(p))
+    s, v, _ = cuda_lif.cuda_lif_forward(x, torch.zeros(1), torch.tensor(2.0), False, *op_scalars(p))
     assert s.flatten().tolist() == [0.0, 1.0, 0.0, 1.0] and v.item() == 0.0
 
 

@@ -14,7 +14,7 @@ import torch
 from spikeattn.functional.neuron import CHARGE_LIF, CHARGE_PLIF, LIFParameters
 from spikeattn.ops.lif import cpu, cupy
 from spikeattn.ops._dtypes import state_dtype
-from spikeattn.ops.lif.op import LIFScalars
+from spikeattn.ops.lif.op import LIFScalars, state_shape
 from spikeattn.ops.lif.reference import naive_lif_multi_step
 from spikeattn.ops._backends import resolve
 from spikeattn.ops._checks import check_finite
@@ -23,10 +23,10 @@ from spikeattn.surrogate import SURROGATE_IDS, Surrogate
 __all__ = ["lif_multi_step", "BACKENDS", "resolve_backend", "state_dtype", "check_thresholds"]
 
 
-def fused_lif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, p: LIFParameters):
+def fused_lif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, p: LIFParameters, batch_first: bool = False):
     """The registered op (its CPU or CUDA kernel by device); same contract as the reference."""
     decay = p.decay if p.mode == CHARGE_PLIF else torch.tensor(float(p.decay), dtype=v0.dtype)
-    spikes, v_last, _ = torch.ops.spikeattn.lif_forward(x_seq, v0, decay, *LIFScalars.of(p))
+    spikes, v_last, _ = torch.ops.spikeattn.lif_forward(x_seq, v0, decay, batch_first, *LIFScalars.of(p))
     return spikes, v_last
 
 
@@ -42,9 +42,9 @@ def resolve_backend(backend: str, x: torch.Tensor, surrogate: Surrogate) -> str:
 
 
 def lif_multi_step(
-    x_seq: torch.Tensor, v0: torch.Tensor | None, p: LIFParameters, backend: str = "auto"
+    x_seq: torch.Tensor, v0: torch.Tensor | None, p: LIFParameters, backend: str = "auto", batch_first: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Multi-step LIF/IF/PLIF over a time-major sequence.
+    r"""Multi-step LIF/IF/PLIF over a time-major (or batch-first) sequence.
 
     .. math::
         H_t = \mathrm{charge}(V_{t-1}, X_t),\quad S_t = \Theta(H_t - V_{th}),\quad V_t = \mathrm{reset}(H_t, S_t)
@@ -55,27 +55,31 @@ def lif_multi_step(
             at ``v_reset`` (0 for a soft reset).
         p: neuron constants (``LIFParameters``).
         backend: ``auto``, ``torch``, ``cpu`` or ``cupy``.
+        batch_first: ``x_seq`` is ``[B, T, ...]`` (token-major, as a language model's ``[B, T, C]``):
+            the kernels step through it in place, without a transposed copy.
 
     Returns:
-        ``(spikes [T, B, ...] in x_seq.dtype, v [B, ...] in the state dtype)``.
+        ``(spikes [T, B, ...] in x_seq.dtype, v [B, ...] in the state dtype)``; spikes ``[B, T, ...]``
+        if ``batch_first``.
     """
-    check_input(x_seq, "x_seq")
+    check_input(x_seq, "x_seq", batch_first)
     sd = state_dtype(x_seq.dtype)
+    v_shape = state_shape(x_seq.shape, batch_first)
     if v0 is None:
-        v0 = torch.full(x_seq.shape[1:], 0.0 if p.v_reset is None else float(p.v_reset), dtype=sd, device=x_seq.device)
-    elif v0.shape != x_seq.shape[1:]:
+        v0 = torch.full(v_shape, 0.0 if p.v_reset is None else float(p.v_reset), dtype=sd, device=x_seq.device)
+    elif v0.shape != v_shape:
         raise ValueError(
-            f"membrane state has shape {tuple(v0.shape)} but the input needs {tuple(x_seq.shape[1:])}; "
+            f"membrane state has shape {tuple(v0.shape)} but the input needs {v_shape}; "
             "call reset() on the neuron (or spikeattn.reset(model)) before feeding a new shape"
         )
     elif v0.dtype != sd or v0.device != x_seq.device:
         raise ValueError(f"v0 must be {sd} on {x_seq.device} for {x_seq.dtype} input, got {v0.dtype} on {v0.device}")
     check_params(p)
-    return BACKENDS[resolve_backend(backend, x_seq, p.surrogate)](x_seq, v0, p)
+    return BACKENDS[resolve_backend(backend, x_seq, p.surrogate)](x_seq, v0, p, batch_first)
 
 
-def check_input(x_seq: torch.Tensor, name: str) -> None:
-    """Time-major floating-point input with at least [T, B]; NaN checked in debug mode."""
+def check_input(x_seq: torch.Tensor, name: str, batch_first: bool = False) -> None:
+    """Time-major (or batch-first) floating-point input with at least [T, B]; NaN checked in debug mode."""
     if not isinstance(x_seq, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x_seq).__name__}")
     if not x_seq.is_floating_point():
@@ -85,7 +89,7 @@ def check_input(x_seq: torch.Tensor, name: str) -> None:
             f"{name} must be time-major [T, B, ...] with at least 2 dims, got shape {tuple(x_seq.shape)}; "
             "for one step use step_mode='s' or add a time dimension with x.unsqueeze(0)"
         )
-    if x_seq.shape[0] == 0:
+    if x_seq.shape[1 if batch_first else 0] == 0:
         raise ValueError(f"{name} has an empty time dimension (T=0), shape {tuple(x_seq.shape)}")
     check_finite(x_seq, name)
 

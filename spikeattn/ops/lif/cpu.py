@@ -13,7 +13,7 @@ import torch
 
 from spikeattn.ops._dtypes import state_dtype
 from spikeattn.ops._native import host_availability, load_host_library
-from spikeattn.ops.lif.op import SCALAR_TYPES
+from spikeattn.ops.lif.op import SCALAR_TYPES, layout
 
 _TAGS = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
 _P, _I64, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
@@ -30,7 +30,7 @@ def _entry(kind: str, dtype: torch.dtype):
     lib = load_host_library("lif_host.cpp")
     fn = getattr(lib, f"sa_lif_{kind}_{_TAGS[dtype]}")
     pointers = 5 if kind == "forward" else 8
-    fn.argtypes = [_P] * pointers + [_I64, _I64] + _PARAM_TYPES + [_I]
+    fn.argtypes = [_P] * pointers + [_I64, _I64, _I64] + _PARAM_TYPES + [_I]  # T, N, M, params, threads
     fn.restype = None
     return fn
 
@@ -40,28 +40,28 @@ def _ptr(t: torch.Tensor):
 
 
 @torch.library.impl("spikeattn::lif_forward", "cpu")
-def fused_lif_forward(x, v0, decay, *scalars):
+def fused_lif_forward(x, v0, decay, batch_first, *scalars):
     x, v0 = x.contiguous(), v0.contiguous()  # kept in locals: the C code reads their memory
     sd = state_dtype(x.dtype)
     spikes, h_seq = torch.empty_like(x), torch.empty(x.shape, dtype=sd)
     v_last = torch.empty(v0.shape, dtype=sd)
-    T, N = x.shape[0], v0.numel()
+    T, N, M = layout(x.shape, batch_first)
     _entry("forward", x.dtype)(
-        _ptr(x), _ptr(v0), _ptr(spikes), _ptr(h_seq), _ptr(v_last), T, N,
+        _ptr(x), _ptr(v0), _ptr(spikes), _ptr(h_seq), _ptr(v_last), T, N, M,
         float(decay), *scalars, torch.get_num_threads(),
     )
     return spikes, v_last, h_seq
 
 
 @torch.library.impl("spikeattn::lif_backward", "cpu")
-def fused_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
+def fused_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *scalars):
     x, v0 = x.contiguous(), v0.contiguous()
     grad_x = torch.empty_like(grad_spikes)
-    grad_v0 = torch.empty_like(h_seq[0])
+    grad_v0 = torch.empty_like(grad_v)
     grad_k = ctypes.c_double(0.0)
-    T, N = h_seq.shape[0], grad_v0.numel()
+    T, N, M = layout(h_seq.shape, batch_first)
     _entry("backward", grad_spikes.dtype)(
         _ptr(grad_spikes), _ptr(grad_v), _ptr(h_seq), _ptr(x), _ptr(v0), _ptr(grad_x),
-        _ptr(grad_v0), ctypes.addressof(grad_k), T, N, float(decay), *scalars, torch.get_num_threads(),
+        _ptr(grad_v0), ctypes.addressof(grad_k), T, N, M, float(decay), *scalars, torch.get_num_threads(),
     )
     return grad_x, grad_v0, torch.full_like(decay, grad_k.value)

@@ -15,7 +15,7 @@ from spikeattn.functional.neuron import CHARGE_PLIF
 from spikeattn.ops import _cuda
 from spikeattn.ops._cuda import is_available  # re-exported: the backend table asks each backend
 from spikeattn.ops._dtypes import state_dtype
-from spikeattn.ops.lif.op import SCALAR_TYPES
+from spikeattn.ops.lif.op import SCALAR_TYPES, layout, state_shape
 
 BLOCK = _cuda.BLOCK
 _IN_T = {torch.float32: "float", torch.float64: "double", torch.float16: "sa_half", torch.bfloat16: "sa_bf16"}
@@ -71,13 +71,13 @@ def _decay_arg(decay: torch.Tensor, device: torch.device, sd: torch.dtype):
     return None, np.uint64(0), float(decay)
 
 
-def _scalar_args(decay_ptr, decay_value, sd, T, N, *scalars) -> tuple:
+def _scalar_args(decay_ptr, decay_value, sd, T, N, M, *scalars) -> tuple:
     """The kernels' trailing arguments (SA_LIF_SCALARS in lif.cu), typed as the C signature: the decay,
     the sizes, then the op's scalars typed by the ``LIFScalars`` table (floats in the state dtype)."""
     f = np.float64 if sd == torch.float64 else np.float32
     c_types = {"int": np.int32, "bool": np.int32, "float": f}
     typed = (c_types[t](v) for t, v in zip(SCALAR_TYPES, scalars, strict=True))
-    return (decay_ptr, f(decay_value), np.int64(T), np.int64(N), *typed)
+    return (decay_ptr, f(decay_value), np.int64(T), np.int64(N), np.int64(M), *typed)
 
 
 def _expect(t: torch.Tensor, name: str, dtype: torch.dtype, shape) -> None:
@@ -85,51 +85,52 @@ def _expect(t: torch.Tensor, name: str, dtype: torch.dtype, shape) -> None:
         raise TypeError(f"{name} must be {dtype} of shape {tuple(shape)}, got {t.dtype} of shape {tuple(t.shape)}")
 
 
-def cuda_lif_forward(x, v0, decay, *scalars):
-    """Returns ``(spikes [T, ...] x.dtype, v_last [...] state dtype, h_seq [T, ...] state dtype)``."""
+def cuda_lif_forward(x, v0, decay, batch_first, *scalars):
+    """Returns ``(spikes like x, v_last [...] state dtype, h_seq like x in the state dtype)``."""
     x, v0 = x.contiguous(), v0.contiguous()
     sd = state_dtype(x.dtype)
-    _expect(v0, "v0", sd, x.shape[1:])
-    T, N, dev = x.shape[0], v0.numel(), x.device
+    _expect(v0, "v0", sd, state_shape(x.shape, batch_first))
+    (T, N, M), dev = layout(x.shape, batch_first), x.device
     spikes, h_seq, v_last = _alloc(x.shape, x.dtype, dev), _alloc(x.shape, sd, dev), _alloc(v0.shape, sd, dev)
     if T == 0:
         v_last.copy_(v0)
     elif N:
         keep, decay_ptr, decay_value = _decay_arg(decay, dev, sd)
-        vec = _vector_width(N, x.dtype, (x, v0, spikes, h_seq, v_last))
+        vec = _vector_width(M, x.dtype, (x, v0, spikes, h_seq, v_last))
         args = (_ptr(x), _ptr(v0), _ptr(spikes), _ptr(h_seq), _ptr(v_last),
-                *_scalar_args(decay_ptr, decay_value, sd, T, N, *scalars))
+                *_scalar_args(decay_ptr, decay_value, sd, T, N, M, *scalars))
         _launch(kernel_name("forward", x.dtype, vec), _grid(-(-N // vec)), BLOCK, args, dev)
         del keep  # the launch is queued on the current stream; the allocator orders the free after it
     return spikes, v_last, h_seq
 
 
-def cuda_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
-    """Returns ``(grad_x [T, ...] grad_spikes.dtype, grad_v0 [...] state dtype, grad_decay like decay)``."""
+def cuda_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *scalars):
+    """Returns ``(grad_x like grad_spikes, grad_v0 [...] state dtype, grad_decay like decay)``."""
     plif = scalars[0] == CHARGE_PLIF
     grad_spikes, grad_v, h_seq = grad_spikes.contiguous(), grad_v.contiguous(), h_seq.contiguous()
     sd = state_dtype(grad_spikes.dtype)
+    v_shape = state_shape(h_seq.shape, batch_first)
     _expect(h_seq, "h_seq", sd, grad_spikes.shape)
-    _expect(grad_v, "grad_v", sd, h_seq.shape[1:])
-    T, N, dev = h_seq.shape[0], h_seq[0].numel(), h_seq.device
-    grad_x, grad_v0 = _alloc(grad_spikes.shape, grad_spikes.dtype, dev), _alloc(h_seq.shape[1:], sd, dev)
+    _expect(grad_v, "grad_v", sd, v_shape)
+    (T, N, M), dev = layout(h_seq.shape, batch_first), h_seq.device
+    grad_x, grad_v0 = _alloc(grad_spikes.shape, grad_spikes.dtype, dev), _alloc(v_shape, sd, dev)
     if not plif:  # x and v0 are saved (and read) only for PLIF's decay gradient
         x = v0 = None
     else:
         x, v0 = x.contiguous(), v0.contiguous()
         _expect(x, "x", grad_spikes.dtype, grad_spikes.shape)
-        _expect(v0, "v0", sd, h_seq.shape[1:])
+        _expect(v0, "v0", sd, v_shape)
     partial = None
     if T == 0:
         grad_v0.copy_(grad_v)
     elif N:
         keep, decay_ptr, decay_value = _decay_arg(decay, dev, sd)
         read_write = (grad_spikes, grad_v, h_seq, grad_x, grad_v0, *((x, v0) if plif else ()))
-        vec = _vector_width(N, grad_spikes.dtype, read_write)
+        vec = _vector_width(M, grad_spikes.dtype, read_write)
         threads = -(-N // vec)
         partial = _alloc((threads,), torch.float64, dev) if plif else None
         args = (_ptr(grad_spikes), _ptr(grad_v), _ptr(h_seq), _ptr(x), _ptr(v0), _ptr(grad_x), _ptr(grad_v0),
-                _ptr(partial), *_scalar_args(decay_ptr, decay_value, sd, T, N, *scalars))
+                _ptr(partial), *_scalar_args(decay_ptr, decay_value, sd, T, N, M, *scalars))
         _launch(kernel_name("backward", grad_spikes.dtype, vec), _grid(threads), BLOCK, args, dev)
         del keep
     if partial is None:

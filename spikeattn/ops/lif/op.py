@@ -8,6 +8,7 @@ kernel (``cpu.py`` for the CPU, ``cupy.py`` for CUDA). The forward returns the c
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple, get_type_hints
 
 import torch
@@ -45,31 +46,48 @@ SCALAR_TYPES = tuple(t.__name__ for t in get_type_hints(LIFScalars).values())
 SCALARS = ", ".join(f"{t} {name}" for t, name in zip(SCALAR_TYPES, LIFScalars._fields))
 
 
+def state_shape(x_shape, batch_first: bool) -> tuple[int, ...]:
+    """Membrane shape for input ``[T, B, ...]`` (``[B, ...]``) or, ``batch_first``, ``[B, T, ...]`` (the same)."""
+    return (*x_shape[:1], *x_shape[2:]) if batch_first else tuple(x_shape[1:])
+
+
+def layout(x_shape, batch_first: bool) -> tuple[int, int, int]:
+    """``(T, N, M)`` for the kernels: T steps of N neurons, laid out as N / M sequences of ``[T, M]``.
+
+    Time-major ``[T, ...]`` is one sequence (M = N); batch-first ``[B, T, ...]`` is B of them.
+    """
+    t = x_shape[1] if batch_first else x_shape[0]
+    n = math.prod(state_shape(x_shape, batch_first))
+    return t, n, math.prod(x_shape[2:]) if batch_first else n
+
+
+# batch_first: x (and spikes, h) are [B, T, ...] instead of [T, B, ...]; v is [B, ...] either way.
 torch.library.define(
-    "spikeattn::lif_forward", f"(Tensor x, Tensor v0, Tensor decay, {SCALARS}) -> (Tensor, Tensor, Tensor)"
+    "spikeattn::lif_forward",
+    f"(Tensor x, Tensor v0, Tensor decay, bool batch_first, {SCALARS}) -> (Tensor, Tensor, Tensor)",
 )
 torch.library.define(
     "spikeattn::lif_backward",
-    f"(Tensor grad_spikes, Tensor grad_v, Tensor h_seq, Tensor x, Tensor v0, Tensor decay, {SCALARS}) "
-    "-> (Tensor, Tensor, Tensor)",
+    f"(Tensor grad_spikes, Tensor grad_v, Tensor h_seq, Tensor x, Tensor v0, Tensor decay, bool batch_first, "
+    f"{SCALARS}) -> (Tensor, Tensor, Tensor)",
 )
 
 
 @torch.library.register_fake("spikeattn::lif_forward")
-def _forward_fake(x, v0, decay, *scalars):
+def _forward_fake(x, v0, decay, batch_first, *scalars):
     sd = state_dtype(x.dtype)
     return torch.empty_like(x), v0.new_empty(v0.shape, dtype=sd), x.new_empty(x.shape, dtype=sd)
 
 
 @torch.library.register_fake("spikeattn::lif_backward")
-def _backward_fake(grad_spikes, grad_v, h_seq, x, v0, decay, *scalars):
-    return torch.empty_like(grad_spikes), torch.empty_like(h_seq[0]), torch.empty_like(decay)
+def _backward_fake(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *scalars):
+    return torch.empty_like(grad_spikes), torch.empty_like(grad_v), torch.empty_like(decay)
 
 
 def _setup_context(ctx, inputs, output):
-    x, v0, decay, *scalars = inputs
-    ctx.scalars = scalars
-    ctx.x_dtype = x.dtype
+    x, v0, decay, batch_first, *scalars = inputs
+    ctx.batch_first, ctx.scalars = batch_first, scalars
+    ctx.x_dtype, ctx.v_shape = x.dtype, v0.shape
     # Only PLIF's decay gradient needs x and v0; LIF/IF keep h alone (4 bytes per neuron-step).
     keep = (x, v0) if scalars[0] == CHARGE_PLIF else (x.new_empty(0), v0.new_empty(0))
     ctx.save_for_backward(output[2], decay, *keep)
@@ -82,11 +100,12 @@ def _backward(ctx, grad_spikes, grad_v, _grad_h):
     if grad_spikes is None:
         grad_spikes = torch.zeros_like(h_seq, dtype=ctx.x_dtype)
     if grad_v is None:
-        grad_v = torch.zeros_like(h_seq[0])
+        grad_v = h_seq.new_zeros(ctx.v_shape)
     grad_x, grad_v0, grad_decay = torch.ops.spikeattn.lif_backward(
-        grad_spikes.contiguous(), grad_v.contiguous(), h_seq, x, v0, decay, *ctx.scalars
+        grad_spikes.contiguous(), grad_v.contiguous(), h_seq, x, v0, decay, ctx.batch_first, *ctx.scalars
     )
-    return (grad_x, grad_v0, grad_decay if ctx.scalars[0] == CHARGE_PLIF else None) + (None,) * len(ctx.scalars)
+    plif = ctx.scalars[0] == CHARGE_PLIF
+    return (grad_x, grad_v0, grad_decay if plif else None, None) + (None,) * len(ctx.scalars)
 
 
 torch.library.register_autograd("spikeattn::lif_forward", _backward, setup_context=_setup_context)
