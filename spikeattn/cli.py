@@ -78,19 +78,25 @@ def cmd_pretrain(args) -> None:
           f"--init-from {info['file']})")
 
 
+def _input_shape(args, model, batch: int, fallback=None) -> tuple[int, ...]:
+    """``--input-shape``, else one image batch ``[batch, C, H, W]`` for an image model, else ``fallback``."""
+    if args.input_shape:
+        return tuple(args.input_shape)
+    if hasattr(model.config, "img_size"):
+        c = model.config
+        return (batch, c.in_channels, c.img_size, c.img_size)
+    if fallback is None:
+        raise SystemExit("--input-shape T B ... is needed for this model")
+    return fallback
+
+
 def cmd_count(args) -> None:
     import torch
 
     import spikeattn as sa
 
     model, _ = _model(args.model, _overrides(args.set))
-    if args.input_shape:
-        shape = tuple(args.input_shape)
-    elif hasattr(model.config, "img_size"):
-        c = model.config
-        shape = (args.batch, c.in_channels, c.img_size, c.img_size)
-    else:
-        shape = (args.batch, 64)
+    shape = _input_shape(args, model, args.batch, fallback=(args.batch, 64))
     g = torch.Generator().manual_seed(0)
     if hasattr(model.config, "vocab_size"):
         x = torch.randint(0, model.config.vocab_size, shape, generator=g)
@@ -164,14 +170,7 @@ def cmd_loihi_report(args) -> None:
     from spikeattn import export
 
     model, _ = _model(args.model, _overrides(args.set))
-    if args.input_shape:
-        shape = tuple(args.input_shape)
-    elif hasattr(model.config, "img_size"):
-        c = model.config
-        shape = (1, c.in_channels, c.img_size, c.img_size)
-    else:
-        raise SystemExit("--input-shape T B ... is needed for this model")
-    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    x = torch.rand(_input_shape(args, model, 1), generator=torch.Generator().manual_seed(0))
     try:
         report = export.loihi_report(model, x, profile=args.profile, weight_synapses=args.weight_synapses)
     except (export.NotExportable, ValueError, FileNotFoundError) as e:
