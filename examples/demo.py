@@ -128,7 +128,7 @@ def main(argv=None) -> dict:
 
     result["demo_wall_s"] = time.perf_counter() - start
     result["demo_cpu_s"] = time.process_time() - cpu_start
-    write_json(result, out / "result.json")
+    write_json(out / "result.json", result)
     print(f"demo done: test accuracy {result['test_acc']:.4f}; {result['demo_wall_s']:.0f} s wall, "
           f"{result['demo_cpu_s']:.0f} s CPU; results in {out}/")
     return result

@@ -214,10 +214,10 @@ def run(args) -> dict:
               "finetune_budget": {"steps": args.finetune_steps, "lr": args.finetune_lr, "head_init": args.head_init},
               "wall_s": time.perf_counter() - start, "cpu_s": time.process_time() - cpu_start,
               "threads": args.threads, "quick": args.quick, "date": time.strftime("%Y-%m-%d")}
-    write_json(result, out / "result.json")
+    write_json(out / "result.json", result)
     record = args.result or (None if args.quick or args.holdout or args.pretrained else RESULT)
     if record:
-        write_json(result, record)
+        write_json(record, result)
     print(f"{result['wall_s']:.0f} s wall / {result['cpu_s']:.0f} s CPU; results in {out}/")
     return result
 

@@ -55,7 +55,7 @@ def main(argv=None) -> dict:
     result["sample"] = "".join(chars[i] for i in out[0].tolist())
     result["generation_ms_per_token"] = 1e3 * per_token
     print(f"--- sample (recurrent mode, {1e3 * per_token:.1f} ms/token), model {config.out}/model.pt ---\n{result['sample']}")
-    write_json(result, Path(config.out) / "result.json")
+    write_json(Path(config.out) / "result.json", result)
     return result
 
 

@@ -97,5 +97,5 @@ def fit_spikegpt(config: SpikeGPTRecipe, stop: StopRequest | None = None) -> tup
               "recipe": dataclasses.asdict(config)}
     save_model(model, out / MODEL_NAME, chars=corpus.chars, preset=config.preset, overrides=config.overrides,
                val_bpc=result["val_bpc"], recipe=dataclasses.asdict(config))
-    write_json(result, out / "result.json")
+    write_json(out / "result.json", result)
     return model.eval(), result

@@ -136,7 +136,7 @@ def fit_spikformer(config: SpikformerRecipe, train_set: Dataset | None = None, t
     # preset + overrides rebuild it by name; the full model_config (inside) rebuilds it exactly
     save_model(model, out / MODEL_NAME, preset=config.preset, overrides=config.overrides, test_acc=acc,
                recipe=dataclasses.asdict(config))
-    write_json(result, out / "result.json")
+    write_json(out / "result.json", result)
     return model.eval(), result
 
 
