@@ -19,6 +19,7 @@ import torch
 from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF, CHARGE_PLIF, LIFParameters
 from spikeattn.ops.lif import BACKENDS, cpu, state_dtype
 from spikeattn.ops.lif import cupy as cuda_lif
+from spikeattn.ops.lif.op import LIFScalars
 from spikeattn.ops.lif.reference import naive_lif_multi_step
 from spikeattn.surrogate import ATan
 from tests.conftest import assert_close
@@ -92,11 +93,8 @@ def test_cuda_kernel_matches_reference(emulated, monkeypatch, mode, reset, decay
     # Poison with a finite sentinel (NaN is a legitimate output here): unwritten elements then differ.
     monkeypatch.setattr(cuda_lif, "_alloc", lambda shape, dtype, device: torch.full(shape, 7777.0, dtype=dtype))
     x, v0, p = _case(mode, reset, decay_input, dtype)
-    soft = p.v_reset is None
     decay = p.decay if p.mode == CHARGE_PLIF else torch.tensor(float(p.decay), dtype=v0.dtype)
-    spikes, v, _ = cuda_lif.cuda_lif_forward(x, v0, decay, p.mode, p.decay_input, float(p.v_th),
-                                             0.0 if soft else float(p.v_reset), soft, False, p.surrogate.id,
-                                             p.surrogate.param)
+    spikes, v, _ = cuda_lif.cuda_lif_forward(x, v0, decay, False, *LIFScalars.of(p._replace(detach_reset=False)))
     with torch.no_grad():
         assert_same(spikes, v, *naive_lif_multi_step(x, v0, p), what="cuda (host build)")
 
