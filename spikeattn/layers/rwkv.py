@@ -6,8 +6,8 @@ token ``[B, C]`` with an explicit state (generation, O(1) per token).
 
 The LIF neurons after each sub-layer treat the token axis as their time axis, as in SpikeGPT (which
 permutes [B, T, C] to [T, B, C] around its multi-step LIF; ours step through [B, T, C] in place,
-``batch_first``): the membrane of channel c carries from token t to token t+1. In ``step`` the membrane is part of the state, so one token at a time gives the
-same spikes as the whole sequence at once.
+``batch_first``): the membrane of channel c carries from token t to token t+1. In ``step`` the
+membrane is part of the state, so one token at a time gives the same spikes as the whole sequence.
 """
 
 from __future__ import annotations
