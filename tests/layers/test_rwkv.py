@@ -13,13 +13,8 @@ from spikeattn.ops.wkv.reference import dense_wkv
 from tests.conftest import assert_close
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Token-sized matmuls: a second OpenMP thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Token-sized matmuls: a second OpenMP thread only adds contention on a shared CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def randomize(module: torch.nn.Module, scale: float = 0.5) -> None:

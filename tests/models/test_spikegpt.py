@@ -14,13 +14,8 @@ from tests.conftest import assert_close
 from tests.layers.test_rwkv import randomize
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Token-sized matmuls: a second OpenMP thread only adds contention on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Token-sized matmuls: a second OpenMP thread only adds contention on a shared CPU.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_model(n_layers: int, dim: int = 32, vocab: int = 40, **kw) -> SpikeGPT:
