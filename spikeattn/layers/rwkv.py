@@ -23,7 +23,6 @@ from spikeattn import surrogate as sg
 from spikeattn._validate import check_ints
 from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
-from spikeattn.ops.linear.autograd import Linear  # nn.Linear with its GEMMs on oneDNN (fp32 CPU)
 from spikeattn.ops.wkv import WKVState, state_dtype, wkv, wkv_step
 
 __all__ = ["SpikingTimeMix", "SpikingChannelMix", "SpikeGPTBlock", "TimeMixState", "BlockState", "token_shift"]
@@ -81,10 +80,10 @@ class SpikingTimeMix(nn.Module):
         self.time_mix_k = nn.Parameter(ramp ** ratio_1_to_0)
         self.time_mix_v = nn.Parameter(ramp ** ratio_1_to_0 + 0.3 * ratio_0_to_1)
         self.time_mix_r = nn.Parameter(ramp ** (0.5 * ratio_1_to_0))
-        self.key = Linear(dim, dim, bias=False)
-        self.value = Linear(dim, dim, bias=False)
-        self.receptance = Linear(dim, dim, bias=False)
-        self.output = Linear(dim, dim, bias=False)
+        self.key = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(dim, dim, bias=False)
+        self.receptance = nn.Linear(dim, dim, bias=False)
+        self.output = nn.Linear(dim, dim, bias=False)
         for layer in (self.key, self.receptance, self.output):  # RWKV-4: these start at zero
             layer.zero_init = True
 
@@ -128,9 +127,9 @@ class SpikingChannelMix(nn.Module):
         ramp = _channel_ramp(dim)
         self.time_mix_k = nn.Parameter(ramp ** ratio_1_to_0)
         self.time_mix_r = nn.Parameter(ramp ** ratio_1_to_0)
-        self.key = Linear(dim, hidden_mult * dim, bias=False)
-        self.receptance = Linear(dim, dim, bias=False)
-        self.value = Linear(hidden_mult * dim, dim, bias=False)
+        self.key = nn.Linear(dim, hidden_mult * dim, bias=False)
+        self.receptance = nn.Linear(dim, dim, bias=False)
+        self.value = nn.Linear(hidden_mult * dim, dim, bias=False)
         for layer in (self.receptance, self.value):  # RWKV-4: these start at zero
             layer.zero_init = True
 

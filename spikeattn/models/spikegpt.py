@@ -18,7 +18,6 @@ from torch.nn import functional as F
 from spikeattn import surrogate as sg
 from spikeattn._validate import check_ints
 from spikeattn.layers.rwkv import BlockState, SpikeGPTBlock
-from spikeattn.ops.linear.autograd import Linear
 
 __all__ = ["SpikeGPT", "SpikeGPTConfig", "SpikeGPTState", "spikegpt", "PRESETS", "count_parameters"]
 
@@ -73,7 +72,7 @@ class SpikeGPT(nn.Module):
             SpikeGPTBlock(c.dim, i, c.n_layers, c.wkv_backend, c.lif_backend) for i in range(c.n_layers)
         )
         self.ln_out = nn.LayerNorm(c.dim)
-        self.head = Linear(c.dim, c.vocab_size, bias=False)
+        self.head = nn.Linear(c.dim, c.vocab_size, bias=False)
         if c.tie_head:
             self.head.weight = self.emb.weight
         self.reset_parameters()
