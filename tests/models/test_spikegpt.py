@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+from torch.nn import functional as F
 
+import spikeattn as sa
 from spikeattn.models.spikegpt import PRESETS, SpikeGPT, SpikeGPTConfig, count_parameters, spikegpt
 from tests.conftest import assert_close
 from tests.layers.test_rwkv import randomize
@@ -135,3 +138,31 @@ def test_trains():
 def test_bad_input(call, match):
     with pytest.raises((ValueError, TypeError), match=match):
         call(random_model(1))
+
+
+def test_onednn_linear_layers_match_f_linear():
+    """SpikeGPT with its Linear layers on spikeattn.ops.linear.autograd.Linear (oneDNN GEMMs; what
+    benchmarks/bench_models.py times against F.linear) against nn.Linear: logits and gradients agree
+    to fp32 rounding (no spike flips at this size and seed)."""
+    from spikeattn.ops.linear.autograd import Linear
+
+    torch.manual_seed(0)
+    model = sa.models.spikegpt("spikegpt-demo", n_layers=2)
+    for m in model.modules():  # RWKV-4 zero-inits some projections: give every GEMM something to do
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.1)
+    assert sum(isinstance(m, nn.Linear) for m in model.modules()) == 2 * 7 + 1
+    idx = torch.randint(0, 96, (4, 64))
+    results = []
+    for cls in (Linear, nn.Linear):
+        for m in model.modules():
+            if isinstance(m, nn.Linear):
+                m.__class__ = cls
+        model.zero_grad(set_to_none=True)
+        logits = model(idx)
+        F.cross_entropy(logits.flatten(0, 1), idx.flatten()).backward()
+        results.append((logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (a, grads_a), (b, grads_b) = results
+    assert_close(a, b, 1e-5, 1e-5, what="logits")
+    for name in grads_a:
+        assert_close(grads_a[name], grads_b[name], 1e-4, 1e-6, what=name)
