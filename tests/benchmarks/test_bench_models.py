@@ -46,6 +46,7 @@ def test_same_weights_same_encoder_outputs_with_activity(bench):
     ours, theirs, reset_sj = bench.spikformer_pair(quick=True)
     agree = bench._model_stages.agreement(ours, theirs, reset_sj, torch.rand(2, 3, 32, 32))
     assert agree["encoder_equal_fraction_same_tokens"] == 1.0
+    assert agree["block_equal_fraction_same_input"] == [1.0]
     assert agree["head_logits_max_abs_diff_same_tokens"] < 1e-5
     assert 0.05 < agree["encoder_output_mean"] < 4  # neurons fire: the comparison means something
     # the stems differ only by where they pool (before or after the LIF): most values still agree
