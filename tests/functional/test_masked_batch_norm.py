@@ -38,14 +38,21 @@ def test_matches_batch_norm_on_the_visible_values(n, c, h, w, dtype, momentum, a
     y_ref = F.batch_norm(vis, rm_ref, rv_ref, w_ref, b_ref, True, momentum, 1e-5)
 
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(gathered(y, visible), y_ref, **tol)
+    # BN's rounding error grows as the visible values of a channel crowd together: the output
+    # (x - mean) / std cancels to ~ eps |x| / std, and the input gradient is gy / std minus two
+    # means of that size (V = 2 gives a gradient that is exactly 0, computed as such a difference).
+    # fp32 tolerances scale with that conditioning; fp64 leaves ample room as it is.
+    std = vis.detach().std(0, correction=0).min().clamp_min(1e-3)
+    def scaled(size):
+        return tol if dtype != torch.float32 else {k: v * (1 + float(size / std)) for k, v in tol.items()}
+    torch.testing.assert_close(gathered(y, visible), y_ref, **scaled(vis.detach().abs().max()))
     torch.testing.assert_close(rm, rm_ref, **tol)
     torch.testing.assert_close(rv, rv_ref, **tol)  # unbiased variance in the running estimate, as BN
     # gradients: a loss on the visible outputs only (masked outputs are re-masked by the caller)
     gy = torch.randn_like(y_ref)
     (gathered(y, visible) * gy).sum().backward()
     (y_ref * gy).sum().backward()
-    torch.testing.assert_close(gathered(x.grad, visible), gathered(x_ref.grad, visible), **tol)
+    torch.testing.assert_close(gathered(x.grad, visible), gathered(x_ref.grad, visible), **scaled(gy.abs().max()))
     assert torch.all(x.grad * (1 - visible) == 0)  # masked inputs do not influence anything
     if affine:
         torch.testing.assert_close(weight.grad, w_ref.grad, **tol)
