@@ -95,7 +95,8 @@ def fit_spikegpt(config: SpikeGPTRecipe, stop: StopRequest | None = None) -> tup
               "parameters": sum(p.numel() for p in model.parameters()), "vocab_size": corpus.vocab_size,
               "train_chars": len(corpus.train), "threads": torch.get_num_threads(),
               "recipe": dataclasses.asdict(config)}
-    save_model(model, out / MODEL_NAME, chars=corpus.chars, preset=config.preset, overrides=config.overrides,
-               val_bpc=result["val_bpc"], recipe=dataclasses.asdict(config))
-    write_json(out / "result.json", result)
+    if summary["rank"] == 0:  # under torchrun every process gets here: one writes
+        save_model(model, out / MODEL_NAME, chars=corpus.chars, preset=config.preset, overrides=config.overrides,
+                   val_bpc=result["val_bpc"], recipe=dataclasses.asdict(config))
+        write_json(out / "result.json", result)
     return model.eval(), result

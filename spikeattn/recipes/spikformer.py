@@ -134,9 +134,10 @@ def fit_spikformer(config: SpikformerRecipe, train_set: Dataset | None = None, t
               "budget_minutes": config.budget_minutes, "augment": repr(augment) if augment else None,
               "recipe": dataclasses.asdict(config)}
     # preset + overrides rebuild it by name; the full model_config (inside) rebuilds it exactly
-    save_model(model, out / MODEL_NAME, preset=config.preset, overrides=config.overrides, test_acc=acc,
-               recipe=dataclasses.asdict(config))
-    write_json(out / "result.json", result)
+    if summary["rank"] == 0:  # under torchrun every process gets here: one writes
+        save_model(model, out / MODEL_NAME, preset=config.preset, overrides=config.overrides, test_acc=acc,
+                   recipe=dataclasses.asdict(config))
+        write_json(out / "result.json", result)
     return model.eval(), result
 
 

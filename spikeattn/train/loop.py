@@ -301,7 +301,7 @@ def _finish(out, log, config, ctx, model, pos, total_steps, batches_per_epoch, s
     summary = {
         "steps": pos["step"], "total_steps": total_steps, "stopped_early": stopped_early,
         "epochs": pos["step"] / batches_per_epoch, "wall_time_s": pos["elapsed"],
-        "world_size": ctx.world_size, "device": str(ctx.device),
+        "world_size": ctx.world_size, "rank": ctx.rank, "device": str(ctx.device),
         "parameters": sum(p.numel() for p in model.parameters()),
         "final_train_loss": trains[-1]["loss"] if trains else None,
         "final_eval_loss": evals[-1]["loss"] if evals else None,

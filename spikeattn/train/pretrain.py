@@ -117,10 +117,12 @@ def pretrain(encoder: Spikformer, train_set: Dataset, config: TrainConfig, mask_
 
     summary = train(mae, WithoutLabels(train_set), config, None if eval_set is None else WithoutLabels(eval_set),
                     forward=forward, loss_fn=lambda loss, _: loss, stop=stop)
-    path = save_model(encoder, Path(config.out_dir) / PRETRAINED_NAME,
-                      pretrain=dict(mask_ratio=mask_ratio, norm_pix=norm_pix, steps=summary["steps"],
-                                    images=len(train_set), batch_size=config.batch_size, lr=config.lr,
-                                    final_loss=summary["final_train_loss"], **mae.decoder_config))
+    path = Path(config.out_dir) / PRETRAINED_NAME
+    if summary["rank"] == 0:  # under torchrun every process gets here: one writes
+        save_model(encoder, path,
+                   pretrain=dict(mask_ratio=mask_ratio, norm_pix=norm_pix, steps=summary["steps"],
+                                 images=len(train_set), batch_size=config.batch_size, lr=config.lr,
+                                 final_loss=summary["final_train_loss"], **mae.decoder_config))
     return mae, {**summary, "pretrained": str(path)}
 
 

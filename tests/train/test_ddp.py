@@ -71,3 +71,34 @@ def test_two_process_nccl_matches_single(tmp_path):
     for name, p in single.state_dict().items():
         assert torch.allclose(r0["state"][name], p.cpu(), rtol=0, atol=1e-4), f"{name}: rank 0 differs from one process"
         assert torch.equal(r0["state"][name], r1["state"][name]), f"{name}: the ranks disagree"
+
+
+def _recipe_worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from spikeattn.data import fashion_mnist
+    from spikeattn.recipes import SpikformerRecipe, fit_spikformer
+    from spikeattn.recipes import spikformer as recipe
+
+    writes = []  # the files this process writes through the recipe's two writers
+
+    def spy(fn, path_at):
+        def wrapped(*args, **kwargs):
+            writes.append(os.path.basename(args[path_at]))
+            return fn(*args, **kwargs)
+        return wrapped
+
+    recipe.save_model, recipe.write_json = spy(recipe.save_model, 1), spy(recipe.write_json, 0)
+    fit_spikformer(SpikformerRecipe(steps=2, batch_size=8, out=out_dir, progress=False, recalibrate_batches=1,
+                                    overrides={"T": 1}),
+                   fashion_mnist("train", limit=32), fashion_mnist("test", limit=16))
+    torch.save(writes, f"{out_dir}/writes{rank}.pt")
+
+
+def test_recipe_under_two_processes_writes_its_files_once(tmp_path):
+    """Under torchrun every rank finishes the recipe; rank 0 alone writes model.pt and result.json."""
+    mp.spawn(_recipe_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    assert sorted(torch.load(tmp_path / "writes0.pt")) == ["model.pt", "result.json"]
+    assert torch.load(tmp_path / "writes1.pt") == []
+    assert (tmp_path / "model.pt").exists() and (tmp_path / "result.json").exists()
