@@ -157,7 +157,8 @@ def cmd_lava_run(args) -> None:
         raise SystemExit(f"input file not found: {args.input} (a [T, B, ...] .npy array)")
     try:
         output = export.run_lava(args.artifact, np.load(args.input), fixed_point=args.fixed_point,
-                                 timeout=args.timeout)
+                                 timeout=args.timeout, library=args.library, plan=args.plan,
+                                 weight_synapses=args.weight_synapses)
     except (export.LavaError, ValueError) as e:
         raise SystemExit(f"lava-run: {e}") from None
     np.save(args.out, output)
@@ -268,15 +269,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("artifact", help="folder written by `spikeattn export`")
     r.add_argument("--input", required=True, help=".npy array [T, B, *input_shape]")
     r.add_argument("--out", default="lava_output.npy")
-    r.add_argument("--fixed-point", action="store_true", help="Loihi-style integer models (experimental)")
+    r.add_argument("--fixed-point", action="store_true", help="Loihi-style integer models")
+    r.add_argument("--library", action="store_true",
+                   help="fixed point: Lava's own bit-accurate Dense/Conv/LIF processes where they exist (same spikes)")
+    r.add_argument("--plan", choices=("library", "per_channel"), default="library",
+                   help="fixed point: 'library' (Lava-expressible, the default) or 'per_channel' (more accurate, "
+                        "custom processes only)")
+    r.add_argument("--weight-synapses", type=int, choices=(1, 2), default=None,
+                   help="fixed point: 8-bit synapses per connection off the library (default: the plan's, 1 or 2)")
     r.add_argument("--timeout", type=float, default=120)
     r.set_defaults(func=cmd_lava_run)
 
     lr = sub.add_parser("loihi-report", help="cores, chips and binding limits of a model file or preset on Loihi")
     lr.add_argument("model", help="a model file or a preset name")
     lr.add_argument("--profile", default="loihi2", help="loihi1, loihi2 or a profile .toml path")
-    lr.add_argument("--weight-synapses", type=int, choices=(1, 2), default=2,
-                    help="8-bit synapses per connection (2: sign + 16-bit weights, the fixed-point default)")
+    lr.add_argument("--weight-synapses", type=int, choices=(1, 2), default=1,
+                    help="8-bit synapses per connection (1: the default fixed-point plan; 2: plan='per_channel')")
     lr.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="preset overrides")
     lr.add_argument("--input-shape", type=int, nargs="+", help="example input (default: one image of the config)")
     lr.add_argument("--json", help="write the report as JSON here")

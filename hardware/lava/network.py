@@ -39,13 +39,13 @@ def schedule(graph: dict) -> dict:
 
 
 def run(graph: dict, weights: dict, x: np.ndarray, fixed_point: bool, record_dir: str, record_all: bool,
-        weight_synapses: int = 2, library: bool = False, library_plan: bool = False) -> dict:
+        weight_synapses: int | None = None, library: bool = False, plan: str = "library") -> dict:
     """Run ``x [T, B, ...]`` through the graph. Returns ``{name: [T, B, ...] float array}``.
 
-    ``weight_synapses``: fixed point only, 8-bit synapses per connection (``quantize.plan``).
-    ``library``: fixed point only; the library pairs (``quantize.library_pairs``) run as Lava's
-    own Dense/Conv/LIF processes (``library.py``), one sample per Lava run (those processes have
-    no batch axis). ``library_plan``: the plan of ``library`` with every node a custom process.
+    Fixed point only: ``plan`` and ``weight_synapses`` choose the numbers (``quantize.plan``);
+    ``library``: the library pairs (``quantize.library_pairs``) run as Lava's own Dense/Conv/LIF
+    processes (``library.py``), one sample per Lava run (those processes have no batch axis); it
+    needs ``plan="library"``, whose numbers are the same with or without it.
     """
     # Checked here: an error raised inside a Lava process model would hang the run instead.
     unknown = [(n["name"], n["op"]) for n in graph["nodes"][1:] if n["op"] not in KNOWN_OPS]
@@ -53,7 +53,9 @@ def run(graph: dict, weights: dict, x: np.ndarray, fixed_point: bool, record_dir
         raise ValueError(f"this runtime has no kernel for nodes {unknown}")
     if library and not fixed_point:
         raise ValueError("library processes run in fixed point only")
-    q = quantize.plan(graph, weights, synapses=weight_synapses, library=library or library_plan) if fixed_point else {}
+    if library and plan != "library":
+        raise ValueError(f"plan {plan!r} cannot run on Lava's library processes (only plan 'library' can)")
+    q = quantize.plan(graph, weights, kind=plan, synapses=weight_synapses) if fixed_point else {}
     if library:
         runs = []
         for b in range(x.shape[1]):

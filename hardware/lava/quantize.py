@@ -1,6 +1,13 @@
 """Fixed-point plan (Loihi-style) for every node: integer weights and neuron constants, and the
 unit (the real value of one integer step) of every node's output.
 
+Two plans (``plan(kind=...)``). ``"library"``, the default: every Linear/Conv + LIF pair that Lava's
+process library can run (``library_pairs``) gets the numbers Lava's bit-accurate processes hold
+(``plan_pair``, below), so the project's kernels and Lava's own processes give the same spikes and
+a fixed-point figure is a statement about Loihi; the other nodes are planned as described next,
+with one synapse per connection. ``"per_channel"``: every weight layer as described next, with two
+synapses per connection: more accurate, but only this runtime's processes can run it.
+
 What each number is, and why Loihi 2 can hold it:
 
 - weights: Loihi synapses hold 8-bit weights; a mixed-sign group loses one bit to the sign, so
@@ -164,20 +171,31 @@ def _consumers(graph: dict) -> dict:
     return out
 
 
-def plan(graph: dict, weights: dict, per_channel: bool = True, synapses: int = 2, library: bool = False) -> dict:
+PLANS = ("library", "per_channel")            # the default first
+PLAN_SYNAPSES = {"library": 1, "per_channel": 2}   # 8-bit synapses per connection unless asked otherwise
+
+
+def plan(graph: dict, weights: dict, kind: str = "library", synapses: int | None = None) -> dict:
     """``{node name: {"unit": float or array, "quant": dict}}`` for every node, in graph order.
 
-    ``per_channel``: per-output-channel weight scales where a neuron layer can absorb them;
-    ``synapses``: 8-bit synapses per connection (1 or 2, see the module docstring);
-    ``library``: the library pairs (``library_pairs``) take the plan Lava's own processes hold
-    (``plan_pair``); the other nodes are planned as without it.
+    ``kind``: ``"library"`` (the default): every library pair (``library_pairs``) takes the plan
+    Lava's own processes hold, bit for bit (``plan_pair``), so a run on Lava's processes and one
+    on this runtime's give the same spikes; ``"per_channel"``: every linear/conv feeding a neuron
+    layer alone gets per-output-channel scales folded into per-channel thresholds (more accurate;
+    Lava's LIF, with one ``vth`` per process, cannot hold it). The nodes that are not library
+    pairs are planned alike in both: per-channel where a neuron layer absorbs the scales.
+    ``synapses``: 8-bit synapses per connection of every weight layer that is not a library pair
+    (1 or 2, see the module docstring; ``None``: ``PLAN_SYNAPSES[kind]``); a library pair has one.
 
     A unit is an array (broadcasting over the node's per-sample shape) only for a per-channel
     synapse and the neuron layer it feeds; every other node has a scalar unit.
     """
+    if kind not in PLANS:
+        raise ValueError(f"plan must be one of {PLANS}, got {kind!r}")
+    synapses = PLAN_SYNAPSES[kind] if synapses is None else synapses
     w_max(synapses)   # validates it
     users = _consumers(graph)
-    pairs = library_pairs(graph) if library else {}
+    pairs = library_pairs(graph) if kind == "library" else {}
     lif_quant = {}     # library neuron plans, set with their synapse
     out = {}
     for node in graph["nodes"]:
@@ -192,7 +210,7 @@ def plan(graph: dict, weights: dict, per_channel: bool = True, synapses: int = 2
         elif name in lif_quant:
             q, unit = lif_quant[name], 1.0
         elif op in ("linear", "conv2d"):
-            fold = per_channel and [u["op"] for u in users[name]] == ["lif"]
+            fold = [u["op"] for u in users[name]] == ["lif"]
             q, unit = _weights(node, w, ins[0], fold, synapses)
         elif op == "lif":
             src = out[node["inputs"][0]]["quant"]
@@ -225,16 +243,18 @@ def plan(graph: dict, weights: dict, per_channel: bool = True, synapses: int = 2
 # into ``lava.proc.lif.LIF``, under ``Loihi2SimCfg(select_tag="fixed_pt")``: Lava's bit-accurate
 # Loihi models. Everything else stays a custom process of this runtime.
 #
-# The plan of a pair is the one Lava can hold, bit for bit:
+# The plan of a pair (the default plan, ``plan(kind="library")``) is the one Lava can hold, bit for bit,
+# so that a run on Lava's processes and one on this runtime's give the same spikes:
 #
-# - one power-of-two weight step per layer (Lava's LIF has one ``vth`` for the whole process, so
-#   per-channel steps folded into per-channel thresholds cannot be expressed), weights as one 8-bit
-#   synapse in an excitatory and an inhibitory group (two processes, ``|w| <= 255``; Lava's Conv
-#   model ignores ``weight_exp``, so the two-synapse high/low split has no library form);
+# - one real weight step per layer, folded into the layer's one threshold (Lava's LIF has one ``vth``
+#   for the whole process, so per-channel steps folded into per-channel thresholds cannot be
+#   expressed); it is chosen so ``v_th`` is a whole number ``k`` of steps (``plan_pair``); weights
+#   as one 8-bit synapse in an excitatory and an inhibitory group (two processes, ``|w| <= 255``;
+#   Lava's Conv model ignores ``weight_exp``, so the two-synapse high/low split has no library form);
 # - the synaptic input enters the membrane shifted left by Lava's fixed 6 bits (``act_shift``) and
 #   wraps at 24 bits as Lava's current ``u`` does (``du = 4095``: ``u`` holds only this step's input);
 # - Lava fires on ``v > vth << 6``: our ``h >= vth_int`` is the same decision for
-#   ``vth_int = 64 * vth + 1``, the smallest such integer whose real value reaches ``v_th``;
+#   ``vth_int = 64 * vth + 1`` (with ``vth = k``: ``v_th`` plus 1/64 of a weight step);
 # - biases are Lava's 13-bit mantissa and 3-bit exponent, in membrane units.
 
 ACT_SHIFT = 6            # Lava / Loihi: synaptic input and threshold are MSB-aligned by 6 bits
@@ -289,14 +309,17 @@ def plan_pair(syn: dict, lif: dict, w: dict, in_unit: float) -> tuple[dict, floa
     leak = LEAK[a["mode"]](a)
     gain = leak if (a["decay_input"] and a["mode"] != 0) else 1.0
     peak = float(np.abs(w["weight"]).max()) if w["weight"].size else 0.0
-    step = 2.0 ** math.ceil(math.log2(peak / W_MAX)) if peak > 0 else 1.0
-    while True:   # a coarser step where the threshold would not fit Lava's 17-bit vth
-        unit = in_unit * step * gain / 2 ** ACT_SHIFT            # real value of one membrane unit
-        reach = math.ceil(a["v_th"] / unit - 1e-9)                # smallest h with h * unit >= v_th
-        vth = max(0, math.ceil((reach - 1) / 2 ** ACT_SHIFT))
-        if vth <= VTH_MAX:
-            break
-        step *= 2
+    # The layer's one weight step is a real number that never exists on chip: it is folded into
+    # Lava's one integer vth. Choose it so the threshold is a whole number k of steps (Lava's
+    # a_in and vth share the << 6 grid, so then Lava fires at v_th to 1/64 of a step), with the
+    # finest such step whose weights fit 8 bits and whose k fits Lava's 17-bit vth (a threshold
+    # below one step of the largest weight keeps that step, rounded up to Lava's grid below).
+    finest = in_unit * gain * (peak / W_MAX if peak > 0 else 1.0)     # one step's charge, at least
+    k = min(math.floor(a["v_th"] / finest + 1e-9), VTH_MAX)
+    step = a["v_th"] / (in_unit * gain * k) if k >= 1 else finest / (in_unit * gain)
+    unit = in_unit * step * gain / 2 ** ACT_SHIFT                    # real value of one membrane unit
+    reach = math.ceil(a["v_th"] / unit - 1e-9)                       # smallest h with h * unit >= v_th
+    vth = max(0, math.ceil((reach - 1) / 2 ** ACT_SHIFT))            # k: Lava fires on v > k << 6
     w_int = np.clip(np.round(w["weight"].astype(np.float64) / step), -W_MAX, W_MAX).astype(np.int64)
     axis = 0 if syn["op"] == "conv2d" else len(syn["shape"]) - 1
     neuron = {"dv": _dv(a), "shift": ACT_SHIFT, "vth": np.int64(vth * 2 ** ACT_SHIFT + 1), "vr": np.int64(0),

@@ -1,15 +1,15 @@
 """Command-line entry of the Lava runtime (run it with .venv-lava's Python 3.10):
 
     python hardware/lava/run.py ARTIFACT --input x.npy --out y.npz [--fixed-point] [--record-all]
-                                [--weight-synapses {1,2}] [--library | --library-plan]
+                                [--plan {library,per_channel}] [--weight-synapses {1,2}] [--library]
 
 Reads ``x [T, B, ...]``, runs the artifact's graph in Lava (Loihi2SimCfg, floating or fixed
 point) and writes ``y.npz`` with ``output`` (``[T, B, ...]``) and, with --record-all,
 ``layer/<node>`` for every node. Errors go to stderr with exit status 2 (bad artifact or input)
-or 1 (anything Lava raised). Imports lava and numpy only. ``--weight-synapses`` (fixed point:
-8-bit synapses per connection, see quantize.py) defaults to 2. ``--library`` (fixed point) runs
-every node Lava's process library can express as Lava's own Dense/Conv/LIF processes (library.py);
-``--library-plan`` runs the same numbers on this runtime's processes only.
+or 1 (anything Lava raised). Imports lava and numpy only. Fixed point: ``--plan`` (quantize.py:
+``library``, the default, or ``per_channel``) and ``--weight-synapses`` (8-bit synapses per
+connection; default: the plan's) choose the numbers; ``--library`` runs every node Lava's process
+library can express as Lava's own Dense/Conv/LIF processes (library.py), with the same numbers.
 """
 
 from __future__ import annotations
@@ -28,11 +28,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help=".npz file to write")
     ap.add_argument("--fixed-point", action="store_true")
     ap.add_argument("--record-all", action="store_true")
-    ap.add_argument("--weight-synapses", type=int, choices=(1, 2),
-                    default=2,
-                    help="fixed point: 8-bit synapses per connection (2: 16-bit weights)")
+    ap.add_argument("--plan", choices=("library", "per_channel"), default="library", help="fixed point: the numbers")
+    ap.add_argument("--weight-synapses", type=int, choices=(1, 2), default=None,
+                    help="fixed point: 8-bit synapses per connection off the library (default: the plan's)")
     ap.add_argument("--library", action="store_true", help="fixed point: Lava's own processes where they exist")
-    ap.add_argument("--library-plan", action="store_true", help="fixed point: the --library plan, custom processes")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -43,8 +42,10 @@ def main(argv=None) -> int:
         graph, weights = artifact.load(args.artifact)
         x = np.load(args.input, allow_pickle=False).astype(np.float32)
         artifact.check_input(graph, x)
-        if (args.library or args.library_plan) and not args.fixed_point:
-            raise ValueError("--library and --library-plan need --fixed-point")
+        if args.library and not args.fixed_point:
+            raise ValueError("--library needs --fixed-point")
+        if args.library and args.plan != "library":
+            raise ValueError(f"--library needs --plan library (Lava's processes cannot hold plan {args.plan!r})")
     except (ValueError, OSError) as e:
         print(f"lava runtime: {e}", file=sys.stderr)
         return 2
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="lava-rec-") as rec:
             traces = network.run(graph, weights, x, args.fixed_point, rec, args.record_all, args.weight_synapses,
-                                 library=args.library, library_plan=args.library_plan)
+                                 library=args.library, plan=args.plan)
     except Exception:  # any Lava failure: report it whole, the caller shows it
         traceback.print_exc()
         return 1

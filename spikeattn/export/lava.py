@@ -77,9 +77,17 @@ def _missing_env_message(py: Path) -> str:
             "of a Python 3.10 env with lava-nc 0.10.0")
 
 
+# Fixed-point plans (hardware/lava/quantize.py), the default first, with their default synapses per connection.
+PLANS = {"library": 1, "per_channel": 2}
+PER_CHANNEL_OFF_LIBRARY = (
+    "plan='per_channel' cannot run on Lava's library processes: Lava's LIF has one vth per process (per-channel "
+    "weight scales folded into per-channel thresholds have no library form) and Lava's Conv model ignores "
+    "weight_exp (the two-synapse high/low byte split has none either); use plan='library' (the default)")
+
+
 def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarray, fixed_point: bool = False,
-             timeout: float = 120, return_layers: bool = False, weight_synapses: int = 2, library: bool = False,
-             plan: str = "auto"):
+             timeout: float = 120, return_layers: bool = False, weight_synapses: int | None = None,
+             library: bool = False, plan: str = "library"):
     """Run an artifact in Lava (Loihi2SimCfg) for ``T`` steps on every sample of the batch.
 
     Args:
@@ -88,32 +96,35 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
         fixed_point: run the Loihi-style integer models (see hardware/lava/quantize.py).
         timeout: seconds before the subprocess is killed.
         return_layers: also return ``{node name: [T, B, ...] spikes/values}`` for every node.
-        weight_synapses: fixed point only: 8-bit synapses per connection, 2 (sign + 16-bit weights at
-            twice the synapse memory; the default) or 1 (sign + 8 bits).
+        weight_synapses: fixed point only: 8-bit synapses per connection (1: sign + 8 bits; 2: sign +
+            16 bits at twice the synapse memory) of every weight layer Lava's library cannot run
+            (a library pair always has one); ``None``: the plan's, 1 for ``"library"``, 2 for ``"per_channel"``.
         library: fixed point only: every Linear/Conv + LIF pair Lava's process library can express
             runs as Lava's own ``Dense``/``Conv`` + ``LIF`` processes (their bit-accurate fixed-point
             models); the rest stays custom (``layers.library`` lists the pairs, ``loihi_report(...).off_library``
-            the rest, with the reason). One sample per Lava run.
-        plan: fixed point: ``"default"`` (per-channel scales, ``weight_synapses``), ``"library"``
-            (the plan Lava's processes can hold on every library pair: one 8-bit synapse, one
-            power-of-two step per layer; see hardware/lava/quantize.py) or ``"auto"`` (``"library"``
-            with ``library=True``, else ``"default"``). ``library=False, plan="library"`` runs the
-            same numbers on custom processes only: the spikes equal ``library=True``'s.
+            the rest, with the reason). One sample per Lava run. The spikes equal ``library=False``'s.
+        plan: fixed point only: ``"library"`` (the default: on every library pair the numbers Lava's
+            processes hold, one 8-bit synapse and one weight step per layer folded into one threshold,
+            so ``library=True`` and ``False`` give the same spikes) or ``"per_channel"`` (per-channel
+            weight scales folded into per-channel thresholds and, by default, two 8-bit synapses per
+            connection: more accurate, but it runs only on this project's custom processes; Lava's
+            processes cannot hold it, so ``library=True`` refuses it).
 
     Returns:
         ``output [T, B, ...]`` float32, or ``(output, layers)`` with ``return_layers`` (a
         ``LavaLayers`` dict; the synapse nodes of library pairs run inside Lava's processes and
         are not recorded).
     """
-    if weight_synapses not in (1, 2):
-        raise ValueError(f"weight_synapses must be 1 or 2, got {weight_synapses!r}")
-    if plan not in ("auto", "default", "library"):
-        raise ValueError(f"plan must be 'auto', 'default' or 'library', got {plan!r}")
-    plan = ("library" if library else "default") if plan == "auto" else plan
-    if (library or plan == "library") and not fixed_point:
-        raise ValueError("library=True and plan='library' need fixed_point=True (Lava's bit-accurate models)")
+    if plan not in PLANS:
+        raise ValueError(f"plan must be one of {tuple(PLANS)} ('library' is the default), got {plan!r}")
+    if weight_synapses not in (None, 1, 2):
+        raise ValueError(f"weight_synapses must be 1 or 2, got {weight_synapses!r} (None: the plan's)")
+    if library and not fixed_point:
+        raise ValueError("library=True needs fixed_point=True (Lava's bit-accurate models)")
+    if plan != "library" and not fixed_point:
+        raise ValueError(f"plan={plan!r} is a fixed-point plan: it needs fixed_point=True")
     if library and plan != "library":
-        raise ValueError("library=True runs the 'library' plan (Lava's processes cannot hold per-channel scales)")
+        raise ValueError(PER_CHANNEL_OFF_LIBRARY)
     art = artifact if isinstance(artifact, LavaArtifact) else open_artifact(artifact)
     x = np.asarray(input_spikes)
     if x.ndim != 2 + len(art.input_shape) or tuple(x.shape[2:]) != art.input_shape:
@@ -135,8 +146,8 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
         # The runner starts in the temporary folder: a relative artifact path must be resolved here.
         cmd = [str(py), str(runner), str(Path(art.path).resolve()), "--input", inp, "--out", out]
         cmd += ["--fixed-point"] * fixed_point + ["--record-all"] * return_layers
-        cmd += ["--weight-synapses", str(weight_synapses)]
-        cmd += ["--library"] * library + ["--library-plan"] * (plan == "library" and not library)
+        cmd += ["--plan", plan] + ["--weight-synapses", str(weight_synapses)] * (weight_synapses is not None)
+        cmd += ["--library"] * library
         returncode, stderr = _run_group(cmd, tmp, timeout)
         if returncode is None:
             raise LavaError(f"the Lava runtime did not finish within timeout={timeout} s (killed):\n{stderr}")

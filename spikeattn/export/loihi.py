@@ -89,7 +89,7 @@ class LoihiReport:
     off_library: list = field(default_factory=list)
     chips_per_system: dict = field(default_factory=dict)
     cores_per_chip: int = 128
-    weight_synapses: int = 2
+    weight_synapses: int = 1
     estimate: dict | None = None
     sources: dict = field(default_factory=dict)
 
@@ -227,15 +227,15 @@ def _estimate(model: nn.Module, example_input: torch.Tensor, layers: list[dict],
 
 
 def loihi_report(model_or_artifact, example_input: torch.Tensor | None = None, profile="loihi2",
-                 weight_synapses: int = 2) -> LoihiReport:
+                 weight_synapses: int = 1) -> LoihiReport:
     """Resource report of a model (or an exported artifact) on a Loihi profile.
 
     Args:
         model_or_artifact: an exportable model (see ``to_lava``) or a LavaArtifact / its folder.
         example_input: the model's input (needed for a model; gives the energy estimate too).
         profile: ``"loihi1"``, ``"loihi2"``, a TOML path or a LoihiProfile.
-        weight_synapses: 8-bit synapses per connection (1: sign + 8 bits; 2: sign + 16 bits, the
-            fixed-point default of ``run_lava``).
+        weight_synapses: 8-bit synapses per connection (1: sign + 8 bits, as ``run_lava``'s default
+            fixed-point plan and Lava's library processes; 2: sign + 16 bits, as ``plan="per_channel"``).
 
     Returns:
         LoihiReport. Raises ValueError for a layer no system of the profile can hold.

@@ -106,7 +106,7 @@ def test_threshold_rounds_up_and_is_17_bit(rt):
     smallest integer whose real value reaches v_th; and it fits Lava's 17-bit vth."""
     quantize, _ = rt
     graph, weights = _linear_lif(np.random.default_rng(1), v_th=0.7, tau=2.0)
-    q = quantize.plan(graph, weights)
+    q = quantize.plan(graph, weights, kind="per_channel")
     vth, shift = q["lif"]["quant"]["vth"], np.asarray(q["lif"]["quant"]["shift"])
     real_unit = np.asarray(q["fc"]["unit"]) * 0.5 * 2.0 ** -shift    # x/tau, then the shift
     assert vth.shape == (8,) and (vth >= 2 ** 16).all() and (vth < 2 ** 17).all()
@@ -125,16 +125,16 @@ def _linear_lif(rng, v_th, tau):
 
 
 def test_flips_only_within_the_quantization_error(rt):
-    """One step of linear -> LIF on random spikes: fixed and float decide alike except where the
-    membrane is within the weights' stated error of the threshold (and per-channel scales make
-    the small channels as exact as the large one)."""
+    """One step of linear -> LIF on random spikes, per-channel plan: fixed and float decide alike
+    except where the membrane is within the weights' stated error of the threshold (and per-channel
+    scales make the small channels as exact as the large one)."""
     quantize, kernels = rt
     rng = np.random.default_rng(2)
     graph, weights = _linear_lif(rng, v_th=0.3, tau=2.0)
     x = (rng.random((1, 4000, 20)) < 0.3).astype(np.float32)
     h = (x[0] @ weights["w"].T.astype(np.float64) + weights["b"]) / 2.0   # the float membrane
     for synapses in (1, 2):
-        got, q = simulate_fixed(graph, weights, x, kernels, quantize, synapses=synapses)
+        got, q = simulate_fixed(graph, weights, x, kernels, quantize, kind="per_channel", synapses=synapses)
         step = np.asarray(q["fc"]["unit"])                                  # per-channel weight step
         bound = (x[0].sum(1, keepdims=True) * step / 2 + step) / 2          # weights + bias, then x/tau
         flips = got["lif"][0] != (h >= 0.3)
@@ -145,40 +145,43 @@ def test_flips_only_within_the_quantization_error(rt):
 
 def test_spikformer_fixed_point_agrees_with_torch(rt):
     """Real images through a small Spikformer (T=2: the 12-bit decay matters), numpy kernels:
-    >= 99% of all spikes equal with 16-bit weights (two synapses), and fewer with one 8-bit synapse
-    (so the check measures the weights); the quantized logits stay close."""
+    >= 99% of all spikes equal with the per-channel plan's 16-bit weights (two synapses), fewer
+    with one 8-bit synapse (so the check measures the weights), and the default (library) plan,
+    8-bit weights with one step per layer, a little below the latter; the quantized logits stay close."""
     quantize, kernels = rt
     folded = fold_spikformer(small_spikformer("ssa"))
     x = fashion_input(6, T)
     graph, arrays = spikformer_graph(folded, x)
     ref, logits = neuron_traces(folded, x)
     agree = {}
-    for synapses in (2, 1):
-        got, _ = simulate_fixed(graph, arrays, x.numpy(), kernels, quantize, synapses=synapses)
+    for kind, synapses in (("per_channel", 2), ("per_channel", 1), ("library", 1)):
+        got, _ = simulate_fixed(graph, arrays, x.numpy(), kernels, quantize, kind=kind, synapses=synapses)
         eq = [got[k].reshape(v.shape) == v for k, v in ref.items()]
-        agree[synapses] = sum(e.sum() for e in eq) / sum(e.size for e in eq)
+        agree[kind, synapses] = sum(e.sum() for e in eq) / sum(e.size for e in eq)
         if synapses == 2:
             assert min(e.mean() for e in eq) >= 0.98
             np.testing.assert_allclose(got["head"].mean(0), logits.numpy(), atol=0.1)
-    assert agree[2] >= 0.99, agree
-    assert agree[1] < agree[2], agree   # the 8-bit weights lose spikes: the check can see them
+    assert agree["per_channel", 2] >= 0.99, agree
+    assert agree["per_channel", 1] < agree["per_channel", 2], agree   # the 8-bit weights lose spikes: the check can see them
+    assert agree["library", 1] >= 0.93, agree   # one step per layer: the small channels of this untrained net lose more
 
 
 def test_lava_fixed_point_is_the_kernels(rt, tmp_path):
     """Lava's fixed-point run of the small Spikformer equals the numpy kernels bit for bit (the
-    runtime's processes, delays and FIFOs add nothing), for both synapse settings."""
+    runtime's processes, delays and FIFOs add nothing), for the default plan and the per-channel
+    one with either synapse setting."""
     require_lava()
     quantize, kernels = rt
     folded = fold_spikformer(small_spikformer("ssa"))
     x = fashion_input(3, T)
     graph, arrays = spikformer_graph(folded, x)
     art = write(tmp_path / "net", graph, arrays)
-    for synapses in (2, 1):
-        want, _ = simulate_fixed(graph, arrays, x.numpy(), kernels, quantize, synapses=synapses)
-        _, layers = run_lava(art, x.numpy(), fixed_point=True, return_layers=True, weight_synapses=synapses)
+    for kind, synapses in (("library", None), ("per_channel", None), ("per_channel", 1)):
+        want, _ = simulate_fixed(graph, arrays, x.numpy(), kernels, quantize, kind=kind, synapses=synapses)
+        _, layers = run_lava(art, x.numpy(), fixed_point=True, return_layers=True, plan=kind, weight_synapses=synapses)
         for n in graph["nodes"][1:]:
             np.testing.assert_allclose(layers[n["name"]], want[n["name"]].astype(np.float32), rtol=1e-6,
-                                       err_msg=f"{n['name']} ({synapses} synapse(s))")
+                                       err_msg=f"{n['name']} ({kind}, {synapses} synapse(s))")
 
 
 def test_mlp_fixed_point_agreement(tmp_path):

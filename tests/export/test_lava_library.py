@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spikeattn.export import run_lava, to_lava
+from spikeattn.export import loihi_report, run_lava, to_lava
 from tests.export.helpers import conv_bn, conv_bn_library, fashion_input, mlp, require_lava, torch_layers
 from tests.export.test_lava_fixed import _runtime, rt  # noqa: F401  (fixture)
 from tests.export.test_lava_spikformer import T, small_spikformer
@@ -34,25 +34,46 @@ def test_library_pairs(rt, tmp_path):  # noqa: F811
 
 
 def test_library_plan_fits_lava(rt, tmp_path):  # noqa: F811
-    """Weights are one 8-bit synapse per group, vth = 64 k + 1 with k < 2^17 and k the threshold
-    Lava fires above; the integer decision h >= vth is h * unit >= v_th up to one Lava vth step."""
+    """The default plan on every library pair: weights are one 8-bit synapse per group, vth = 64 k + 1
+    with k < 2^17 the threshold Lava fires above, and v_th is exactly k weight steps (one real step per
+    layer, folded into the one threshold), so the integer decision h >= vth is h * unit >= v_th up to
+    1/64 of a weight step; the weights use their 8 bits."""
     quantize, _ = rt
     art, graph = _graph(conv_bn_library(), fashion_input(1, 2), tmp_path, "c")
     with np.load(art.path / "weights.npz") as z:
         weights = {k: z[k] for k in z.files}
-    q = quantize.plan(graph, weights, library=True)
+    q = quantize.plan(graph, weights)
     nodes = {n["name"]: n for n in graph["nodes"]}
-    for syn, lif in quantize.library_pairs(graph).items():
+    pairs = quantize.library_pairs(graph)
+    assert pairs
+    for syn, lif in pairs.items():
         qs, ql = q[syn]["quant"], q[lif]["quant"]
         assert qs["library"] and np.abs(qs["w"]).max() <= 255 and not qs["b"].any()
-        assert ql["shift"] == 6 and ql["wrap"] and ql["vth"] == 64 * ql["lava_vth"] + 1 and 0 <= ql["lava_vth"] < 2 ** 17
+        assert ql["shift"] == 6 and ql["wrap"] and ql["vth"] == 64 * ql["lava_vth"] + 1 and 0 < ql["lava_vth"] < 2 ** 17
         assert np.abs(ql["bias_mant"]).max() <= 4096 and 0 <= ql["bias_exp"].min() and ql["bias_exp"].max() <= 7
         a = nodes[lif]["attrs"]
         gain = 1 / a["decay"] if (a["mode"] == 1 and a["decay_input"]) else 1.0
         unit = float(q[syn]["unit"]) * gain / 64                   # real value of one membrane unit
-        assert ql["vth"] * unit >= a["v_th"] > (ql["vth"] - 65) * unit
+        assert ql["vth"] * unit >= a["v_th"] > (ql["vth"] - 2) * unit
+        assert np.isclose(64 * ql["lava_vth"] * unit, a["v_th"], rtol=1e-12)   # v_th = k weight steps
+        k = ql["lava_vth"]
+        assert np.abs(qs["w"]).max() >= 255 * k / (k + 1) - 0.5       # the finest step that fits 8 bits
+        w_real = weights[nodes[syn]["params"]["weight"]].astype(np.float64)
         step = float(q[syn]["unit"]) / float(q[nodes[syn]["inputs"][0]]["unit"])
-        assert np.log2(step) == int(np.log2(step))                  # one power-of-two step per layer
+        assert np.abs(qs["w"] * step - w_real).max() <= step / 2 * (1 + 1e-9)   # one scalar step per layer
+
+
+def test_per_channel_plan_is_not_the_default(rt, tmp_path):  # noqa: F811
+    """plan(kind="per_channel") folds per-channel scales into per-channel thresholds (no library form)."""
+    quantize, _ = rt
+    art, graph = _graph(mlp(), fashion_input(1, 2), tmp_path, "m")
+    with np.load(art.path / "weights.npz") as z:
+        weights = {k: z[k] for k in z.files}
+    wide = quantize.plan(graph, weights, kind="per_channel")
+    assert np.shape(wide["4"]["quant"]["vth"]) == (10,) and "library" not in wide["3"]["quant"]
+    assert np.shape(quantize.plan(graph, weights)["4"]["quant"]["vth"]) == ()
+    with pytest.raises(ValueError, match="plan must be one of"):
+        quantize.plan(graph, weights, kind="default")
 
 
 @given(st.integers(-(2 ** 26), 2 ** 26))
@@ -65,15 +86,19 @@ def test_wrap24_is_lavas_formula(rt, v):  # noqa: F811
     assert kernels.wrap24(np.array([v], np.int64))[0] == want
 
 
-@pytest.mark.parametrize("make", [mlp, conv_bn_library], ids=["mlp", "conv_bn"])
-def test_library_equals_custom_processes(make, tmp_path):
-    """Every library-mapped neuron layer, every step, 4 real images: Lava's processes == our kernels
-    (same plan); the run really used Lava's bit-accurate models; the plan still tracks torch."""
+@pytest.mark.parametrize(("make", "plans_split_spikes"), [(mlp, False), (conv_bn_library, True)], ids=["mlp", "conv_bn"])
+def test_library_equals_custom_processes(make, plans_split_spikes, tmp_path):
+    """Default arguments, every library-mapped neuron layer, every step, 4 real images: Lava's own
+    processes (library=True) == this runtime's kernels (library=False); the run really used Lava's
+    bit-accurate models; the default plan still tracks torch. The per-channel plan (the default
+    before) feeds every library layer other currents and, in the conv net (228 of its spikes), other
+    spikes, so the equality is the default plan's doing (the MLP's 10-neuron layer happens to agree)."""
     require_lava()
     net, x = make(), fashion_input(4, 4)
     art = to_lava(net, tmp_path / "a", x)
     _, lib = run_lava(art, x.numpy(), fixed_point=True, library=True, return_layers=True)
-    _, own = run_lava(art, x.numpy(), fixed_point=True, plan="library", return_layers=True)
+    _, own = run_lava(art, x.numpy(), fixed_point=True, library=False, return_layers=True)
+    _, wide = run_lava(art, x.numpy(), fixed_point=True, plan="per_channel", return_layers=True)
     assert lib.library and not own.library
     ref = torch_layers(net, x)
     for name, models in lib.library.items():
@@ -82,6 +107,9 @@ def test_library_equals_custom_processes(make, tmp_path):
         assert 0.03 < lib[name].mean() < 0.6, f"{name} fires {lib[name].mean():.3f}: the check would be weak"
         agree = (lib[name].reshape(ref[name].shape) == ref[name].numpy()).mean()
         assert agree >= 0.99, f"{name}: {agree:.4f} of spikes agree with torch"
+    synapses = set(own) - set(lib)        # recorded by the custom runs only: Lava's processes hold them
+    assert synapses and all(not np.array_equal(own[syn], wide[syn]) for syn in synapses)
+    assert any(not np.array_equal(lib[name], wide[name]) for name in lib.library) == plans_split_spikes
     for n in art.graph["nodes"]:     # the custom neurons are the same run too
         if n["op"] == "lif":
             np.testing.assert_array_equal(lib[n["name"]], own[n["name"]])
@@ -89,13 +117,14 @@ def test_library_equals_custom_processes(make, tmp_path):
 
 @pytest.mark.parametrize("attention", ["ssa", pytest.param("sdsa", marks=pytest.mark.slow)])
 def test_spikformer_runs_on_library(attention, tmp_path):
-    """The Spikformer: stem convs and Q/K/V, projection and MLP layers on Lava's processes (token-wise
-    Linear as a 1x1 Conv), attention, adds and pooling custom; equal to the custom run."""
+    """The Spikformer with default arguments: stem convs and Q/K/V, projection and MLP layers on
+    Lava's processes (token-wise Linear as a 1x1 Conv), attention, adds and pooling custom and
+    listed off-library by the report; every recorded node equal to the library=False run."""
     require_lava()
     model, x = small_spikformer(attention), fashion_input(1, T)
     art = to_lava(model, tmp_path / "sf", x)
     out, lib = run_lava(art, x.numpy(), fixed_point=True, library=True, return_layers=True, timeout=300)
-    _, own = run_lava(art, x.numpy(), fixed_point=True, plan="library", return_layers=True, timeout=300)
+    _, own = run_lava(art, x.numpy(), fixed_point=True, return_layers=True, timeout=300)
     assert {"blocks.0.attn.qkv_lif", "blocks.0.mlp.lif1", "embed.rpe.lif"} <= set(lib.library)
     assert "embed.stages.0.lif" not in lib.library       # fed by graded pixels: custom
     missing = set(own) - set(lib)         # the synapses of the pairs run inside Lava's processes: not recorded
@@ -104,6 +133,10 @@ def test_spikformer_runs_on_library(attention, tmp_path):
     for name in lib:
         np.testing.assert_array_equal(lib[name], own[name], err_msg=name)
     assert out.shape == (T, 1, 10)
+    off = {o["name"]: o for o in loihi_report(art, profile="loihi2").off_library}
+    custom = {n for n, op in ops.items() if op == "lif" and n not in lib.library}
+    assert custom and custom <= set(off) and all(off[n]["why"] for n in custom)
+    assert "embed.stages.0.lif" in custom and any(n.startswith("blocks.0.attn.") for n in custom)   # the attention neuron
 
 
 def test_library_argument_errors(tmp_path):
@@ -111,7 +144,23 @@ def test_library_argument_errors(tmp_path):
     x = fashion_input(1, 1).numpy()
     with pytest.raises(ValueError, match="fixed_point=True"):
         run_lava(art, x, library=True)
-    with pytest.raises(ValueError, match="per-channel"):
-        run_lava(art, x, fixed_point=True, library=True, plan="default")
-    with pytest.raises(ValueError, match="plan must be"):
-        run_lava(art, x, fixed_point=True, plan="lava")
+    with pytest.raises(ValueError, match="per_channel' cannot run on Lava's library processes: Lava's LIF has one vth"):
+        run_lava(art, x, fixed_point=True, library=True, plan="per_channel")
+    with pytest.raises(ValueError, match="fixed-point plan"):
+        run_lava(art, x, plan="per_channel")
+    for old in ("default", "auto", "lava"):
+        with pytest.raises(ValueError, match="plan must be one of"):
+            run_lava(art, x, fixed_point=True, plan=old)
+
+
+def test_cli_lava_run_plans(tmp_path):
+    """`spikeattn lava-run` passes --library / --plan / --weight-synapses on, and refuses what run_lava refuses."""
+    from spikeattn.cli import main
+
+    art = to_lava(mlp(), tmp_path / "a", fashion_input(1, 1))
+    np.save(tmp_path / "x.npy", fashion_input(1, 1).numpy())
+    with pytest.raises(SystemExit, match="per_channel' cannot run on Lava's library processes"):
+        main(["lava-run", str(art.path), "--input", str(tmp_path / "x.npy"), "--fixed-point", "--library",
+              "--plan", "per_channel"])
+    with pytest.raises(SystemExit, match="needs fixed_point=True"):
+        main(["lava-run", str(art.path), "--input", str(tmp_path / "x.npy"), "--library"])

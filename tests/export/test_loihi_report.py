@@ -138,6 +138,19 @@ def test_totals_are_sums_and_spikformer_lists_off_library(tmp_path):
     assert '"total_cores"' in data and "synapse memory" in rep.table()
 
 
+def test_default_synapses_are_the_default_plans():
+    """The report's default counts the synapses of run_lava's default fixed-point plan (one 8-bit
+    synapse per connection, as on Lava's library processes), half the weight bits of plan='per_channel'."""
+    from spikeattn.export.lava import PLANS
+
+    net = nn.Sequential(nn.Linear(784, 1024), N.LIF()).eval()
+    x = (torch.rand(2, 1, 784) < 0.2).float()
+    rep, wide = loihi_report(net, x, profile="loihi1"), loihi_report(net, x, profile="loihi1", weight_synapses=2)
+    assert rep.weight_synapses == PLANS["library"] == 1 and wide.weight_synapses == PLANS["per_channel"] == 2
+    assert (rep.layers[0]["synapse_bits_per_weight"], wide.layers[0]["synapse_bits_per_weight"]) == (8, 16)
+    assert rep.layers[0]["synapse_bits"] < wide.layers[0]["synapse_bits"]
+
+
 def test_soft_reset_is_off_library():
     net = nn.Sequential(nn.Linear(4, 4), N.LIF(v_reset=None), nn.Linear(4, 2), N.LIF()).eval()
     rep = loihi_report(net, torch.ones(1, 1, 4), profile="loihi1")
