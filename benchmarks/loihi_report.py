@@ -2,6 +2,8 @@
 
 Cores, chips and the binding limit per layer depend on the shapes only; the energy and latency
 estimates count the spikes of an untrained (randomly initialised, seed 0) model on one random image.
+Weights take the report's default synapses per connection (that of run_lava's default fixed-point
+plan); an earlier record's totals move to ``previous_runs``.
 
     .venv/bin/python benchmarks/loihi_report.py
 """
@@ -27,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     record = {"command": "python benchmarks/loihi_report.py", "date": datetime.date.today().isoformat(),
               "weights": "untrained presets, torch.manual_seed(0); input: one torch.rand image (seed 0)",
-              "weight_synapses": 2, "reports": {}}
+              "weight_synapses": None, "reports": {}}
     for name in PRESETS:
         torch.manual_seed(0)
         model = sa.models.spikformer(name).eval()
@@ -36,6 +38,7 @@ def main() -> None:
         for profile in ("loihi1", "loihi2"):
             rep = sa.export.loihi_report(model, x, profile=profile)
             d = rep.as_dict()
+            record["weight_synapses"] = rep.weight_synapses   # loihi_report's default
             d.pop("sources")
             binding = {}
             for layer in rep.layers:
@@ -46,7 +49,14 @@ def main() -> None:
             record["reports"][f"{name}/{profile}"] = d
             print(f"{name:24s} {profile}: {rep.total_cores} cores, {rep.chips} chips, fits {rep.fits}, "
                   f"binding {binding}, energy {rep.estimate['energy_j'] * 1e3:.3g} mJ")
-    Path(args.out).write_text(json.dumps(record, indent=1, default=float))
+    out = Path(args.out)
+    if out.is_file():   # the earlier record's totals (e.g. another synapse count), newest first
+        old = json.loads(out.read_text())
+        summary = {k: old[k] for k in ("command", "date", "weight_synapses") if k in old}
+        summary["totals"] = {key: {k: r[k] for k in ("total_cores", "chips", "cores_by_binding")}
+                             for key, r in old["reports"].items()}
+        record["previous_runs"] = [summary, *old.get("previous_runs", [])]
+    out.write_text(json.dumps(record, indent=1, default=float))
     print(f"wrote {args.out}")
 
 

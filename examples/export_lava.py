@@ -4,9 +4,9 @@ images in Lava (float), and print per-layer spike agreement and torch vs Lava ac
     python examples/export_lava.py [--seconds 60] [--checkpoint net.pt] [--n 64] [--T 4]
 
 With --model, export a saved spikeattn model instead (a Spikformer: the demo's runs/demo/model.pt)
-and compare torch, torch with BatchNorm folded, Lava float and Lava fixed point (weights of
-sign + 16 bits as two 8-bit synapses, and of sign + 8 bits as one), layer by layer; --json
-writes the table:
+and compare torch, torch with BatchNorm folded, Lava float and Lava fixed point (the default plan,
+which Lava's own processes run too; and plan="per_channel" with weights of sign + 16 bits as two
+8-bit synapses, and of sign + 8 bits as one), layer by layer; --json writes the table:
 
     python examples/export_lava.py --model runs/demo/model.pt --n 500 --json out.json
 
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
+import os
 import platform
 import sys
 import tempfile
@@ -38,6 +40,7 @@ ap.add_argument("--n", type=int, default=64, help="test images to run in Lava")
 ap.add_argument("--T", type=int, default=4, help="time steps (direct encoding)")
 ap.add_argument("--model", default=None, help="a saved spikeattn model (Spikformer) to export instead of the MLP")
 ap.add_argument("--json", default=None, help="with --model: also write the table as JSON to this path")
+ap.add_argument("--note", default=None, help="with --json: a note stored in the record (e.g. how the model was trained)")
 args = ap.parse_args()
 torch.manual_seed(0)
 
@@ -54,18 +57,27 @@ def neuron_spikes(net: nn.Module, x: torch.Tensor):
     return out, y.numpy()
 
 
-# Lava runs of the comparison: (column, fixed_point, 8-bit synapses per connection).
-LAVA_MODES = (("Lava float", False, 2), ("Lava fixed", True, 2), ("Lava fixed 8-bit", True, 1))
+# Lava runs of the comparison: column -> (fixed_point, plan, 8-bit synapses per connection, what it is).
+LAVA_MODES = {
+    "Lava float": (False, "library", None, "Lava float32 process models (Loihi2SimCfg floating_pt)"),
+    "Lava fixed": (True, "library", None, "Lava fixed point, the default plan (hardware/lava/quantize.py): on every "
+                   "pair Lava's library runs, its numbers (one 8-bit synapse, one weight step per layer folded into "
+                   "one threshold: run_lava(..., library=True) gives the same spikes); one 8-bit synapse elsewhere"),
+    "Lava fixed per-channel 16-bit": (True, "per_channel", 2, "plan='per_channel': per-channel scales folded into "
+                                      "per-channel thresholds, weights sign + 16 bits as two 8-bit synapses "
+                                      "(custom processes only)"),
+    "Lava fixed per-channel 8-bit": (True, "per_channel", 1, "the same with one 8-bit synapse per connection"),
+}
 
 
 def run_modes(art, x: torch.Tensor, n: int, keys) -> dict:
     """``{column: (logits [n, classes], {layer: [T, n, ...] spikes})}`` for every Lava mode."""
     runs = {}
-    for mode, fixed, synapses in LAVA_MODES:
+    for mode, (fixed, plan, synapses, _) in LAVA_MODES.items():
         t0, outs, layers = time.time(), [], []
         for i in range(0, n, 100):          # 100 images per Lava run keeps the traces small
             o, lay = run_lava(art, x[:, i:i + 100].numpy(), fixed_point=fixed, return_layers=True, timeout=600,
-                              weight_synapses=synapses)
+                              plan=plan, weight_synapses=synapses)
             outs.append(o.mean(0))           # per-step logits -> torch's mean over T
             layers.append(lay)
         runs[mode] = (np.concatenate(outs), {k: np.concatenate([l[k] for l in layers], 1) for k in keys})
@@ -74,8 +86,7 @@ def run_modes(art, x: torch.Tensor, n: int, keys) -> dict:
 
 
 def compare_saved_model(path: str, n: int) -> dict:
-    """Per-layer spike agreement and accuracy: torch, torch BN-folded, Lava float, Lava fixed point
-    (two 8-bit synapses per connection, the runtime's default) and with one 8-bit synapse."""
+    """Per-layer spike agreement and accuracy: torch, torch BN-folded and every mode of ``LAVA_MODES``."""
     from spikeattn.export.spikformer import fold_spikformer
     from spikeattn.train.model_file import load_model
 
@@ -105,23 +116,26 @@ def compare_saved_model(path: str, n: int) -> dict:
            for name, l in (("torch", logits), *((c, runs[c][0]) for c in cols))}
     print(f"accuracy on {n} test images: " + "  ".join(f"{k} {v:.1f}%" for k, v in acc.items()))
     return {"model": path, "n": n, "T": t_steps, "layers": layers, "all_layers": total, "accuracy": acc,
-            "modes": {"Lava float": "Lava float32 process models (Loihi2SimCfg floating_pt)",
-                      "Lava fixed": "Lava fixed point (hardware/lava/quantize.py): per-channel scales, "
-                                    "weights sign + 16 bits as two 8-bit synapses per connection",
-                      "Lava fixed 8-bit": "the same with one 8-bit synapse per connection (weights sign + 8 bits)"}}
+            "modes": {mode: what for mode, (*_, what) in LAVA_MODES.items()}}
 
 
 def write_record(path: str, record: dict) -> None:
+    """Write ``record`` with its command and date; an earlier record at ``path`` moves to ``previous_runs``."""
     record = {"command": "python " + " ".join(sys.argv),
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "host": platform.node(), **record}
+    if os.path.isfile(path):
+        with open(path) as f:
+            old = json.load(f)
+        legacy = [old.pop("previous_run")] if "previous_run" in old else []   # the single-run key of older records
+        record["previous_runs"] = [old, *legacy, *old.pop("previous_runs", [])]
     print(f"wrote {write_json(path, record)}")
 
 
 if args.model:
     result = compare_saved_model(args.model, args.n)
     if args.json:
-        write_record(args.json, result)
+        write_record(args.json, {**result, **({"note": args.note} if args.note else {})})
     raise SystemExit(0)
 
 model = nn.Sequential(PerStep(nn.Flatten()), nn.Linear(784, 128), N.LIF(tau=2.0), nn.Linear(128, 10), N.LIF(tau=2.0))

@@ -18,8 +18,9 @@ What each number is, and why Loihi 2 can hold it:
   ``|w|`` with ``weight_exp + 8`` and the low byte with ``weight_exp``, which the dendrite sums:
   sign + 16 bits, ``[-65535, 65535]`` (``split_synapses``). That doubles the synapse memory and
   nothing else (Lava: two Dense processes into one LIF ``a_in``). On the demo Spikformer (T=1:
-  one flipped spike upstream flips dozens downstream) one synapse keeps about 98.8% of the
-  spikes, two about 99.9% (benchmarks/results/lava_fmnist_agreement.json).
+  one flipped spike upstream flips dozens downstream) the per-channel plan keeps about 98.9% of
+  the spikes with one synapse, 99.96% with two, the default plan 98.7%
+  (benchmarks/results/lava_fmnist_agreement.json).
   When a linear/conv feeds one neuron layer and nothing else, every output channel ``c`` gets
   its own real scale ``s_c = max|W_c| / w_max`` (each channel uses the whole mantissa range),
   else the layer has one power-of-two step (Loihi's per-layer ``weight_exp``). A per-channel scale is
