@@ -49,3 +49,11 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def onednn_preferred(monkeypatch):
+    """``ops.linear``'s ``auto`` as on an AMD CPU, where it takes oneDNN, whatever this machine is."""
+    from spikeattn.ops.linear import onednn
+
+    monkeypatch.setattr(onednn, "pays_off", lambda: True)

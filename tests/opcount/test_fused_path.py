@@ -33,7 +33,7 @@ def spied(monkeypatch):
 
 
 @needs_kernels
-def test_counting_a_spikformer_runs_the_fused_path_with_the_same_logits_and_totals(monkeypatch):
+def test_counting_a_spikformer_runs_the_fused_path_with_the_same_logits_and_totals(monkeypatch, onednn_preferred):
     torch.manual_seed(0)
     model = sa.models.spikformer("spikformer-mini-fmnist", dim=128, heads=4).eval()
     x = torch.randn(8, 1, 28, 28)

@@ -3,6 +3,8 @@ GEMMs' layouts), when ``auto`` picks which, bad input, and spike_linear's gradie
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 from hypothesis import given, settings
@@ -50,7 +52,7 @@ def test_transposed_operands_as_in_backward(m, i, o):
 
 def test_auto_picks_by_device_dtype_size_and_autograd():
     big, w = torch.randn(2048, 384), torch.randn(384, 384)
-    fast = "onednn" if lin.onednn.is_available() else "torch"
+    fast = "onednn" if lin.onednn.is_available() and lin.onednn.pays_off() else "torch"
     assert resolve_backend("auto", big, w) == fast
     assert resolve_backend("auto", torch.randn(4, 8), torch.randn(8, 8)) == "torch"          # tiny GEMM
     assert resolve_backend("auto", big.double(), w.double()) == "torch"                      # not fp32
@@ -90,7 +92,7 @@ def test_spike_linear_gradients_match_autograd(spiking_input):
 
 
 @needs_onednn
-def test_auto_takes_the_same_path_under_a_dispatch_mode():
+def test_auto_takes_the_same_path_under_a_dispatch_mode(onednn_preferred):
     """No op changes path because someone watches: FlopCounterMode sees the oneDNN op that runs untraced."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -102,7 +104,7 @@ def test_auto_takes_the_same_path_under_a_dispatch_mode():
             assert resolve_backend("auto", x, w) == plain
 
 
-def test_opcount_counts_spiking_linears(monkeypatch):
+def test_opcount_counts_spiking_linears(monkeypatch, onednn_preferred):
     """The demo model's LinearBN layers are counted on the oneDNN path exactly as on the aten one."""
     import spikeattn as sa
 
@@ -125,3 +127,19 @@ def test_availability_probe_is_not_counted():
     first = sa.opcount.count(model, x)
     assert lin.onednn.is_available.cache_info().misses == 1  # the probe did run inside the count
     assert first.table() == sa.opcount.count(model, x).table()
+
+
+def test_auto_takes_onednn_on_amd_only(monkeypatch):
+    """The vendor rule (bench_linear.py: oneDNN 2.2-2.4x MKL on AMD EPYC, 0.82-0.97x on Intel Xeon)."""
+    lin.onednn.pays_off.cache_clear()
+    real_open = open
+    for vendor, expected in (("AuthenticAMD", True), ("GenuineIntel", False)):
+        text = f"processor\t: 0\nvendor_id\t: {vendor}\n"
+        monkeypatch.setattr("builtins.open", lambda path, *a, **k: io.StringIO(text) if path == "/proc/cpuinfo" else real_open(path, *a, **k))
+        lin.onednn.pays_off.cache_clear()
+        assert lin.onednn.pays_off() is expected
+        big, w = torch.randn(2048, 384), torch.randn(384, 384)
+        with torch.no_grad():
+            assert resolve_backend("auto", big, w) == ("onednn" if expected and lin.onednn.is_available() else "torch")
+    monkeypatch.undo()
+    lin.onednn.pays_off.cache_clear()

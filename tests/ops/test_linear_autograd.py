@@ -41,7 +41,7 @@ def test_matches_f_linear_forward_and_gradients(lead, i, o, bias, seed):
             assert_close(a, e, 1e-5, 1e-5 * terms ** 0.5, what=name)
 
 
-def test_gemms_run_on_onednn_where_it_runs(monkeypatch):
+def test_gemms_run_on_onednn_where_it_runs(monkeypatch, onednn_preferred):
     if not lin.onednn.is_available():
         pytest.skip("this torch has no oneDNN linear op")
     calls = []

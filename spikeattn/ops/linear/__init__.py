@@ -1,9 +1,9 @@
 """Dense Linear ``y = x @ W^T + b``: the public op and its backend table.
 
 Backends: ``torch`` (``F.linear``, the oracle) and ``onednn`` (oneDNN's fp32 GEMM, 2.2-2.4x MKL's on
-this project's AMD EPYC VM; see ``onednn.py``). ``auto`` picks ``onednn`` for fp32 CPU tensors outside
-autograd whose GEMM is large enough to repay its call overhead, else ``torch``, whether or not a
-dispatch mode (an op counter, a tracer) is watching. ``spikeattn::spike_linear`` calls it for its
+an AMD EPYC, 0.82-0.97x on an Intel Xeon; see ``onednn.py``). ``auto`` picks ``onednn`` on AMD CPUs for
+fp32 CPU tensors outside autograd whose GEMM is large enough to repay its call overhead, else ``torch``,
+whether or not a dispatch mode (an op counter, a tracer) is watching. ``spikeattn::spike_linear`` calls it for its
 forward and both backward GEMMs.
 """
 
@@ -22,7 +22,7 @@ MIN_ONEDNN_MACS = 1 << 19  # below ~0.5M multiply-adds the call overhead outweig
 
 
 def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
-    """``auto`` -> ``onednn`` where it runs and pays off, else ``torch``; explicit names are checked.
+    """``auto`` -> ``onednn`` where it runs and pays off (AMD CPUs), else ``torch``; explicit names are checked.
 
     ``onednn`` has no autograd formula: ``auto`` takes it only where autograd is not recording
     (inside a custom Function, under no_grad), and ``backend='onednn'`` refuses tracked inputs.
@@ -44,7 +44,7 @@ def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
             raise ValueError("backend='onednn' has no autograd: call it under torch.no_grad() or inside a Function")
         return backend
     big = x.numel() * weight.shape[0] >= MIN_ONEDNN_MACS
-    return "onednn" if fits and big and not tracked else "torch"
+    return "onednn" if fits and big and not tracked and onednn.pays_off() else "torch"
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

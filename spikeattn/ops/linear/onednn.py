@@ -28,6 +28,21 @@ def is_available() -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=None)
+def pays_off() -> bool:
+    """Whether oneDNN's fp32 GEMM beats MKL's here: on AMD CPUs (MKL takes a slow path off Intel).
+
+    Measured by ``benchmarks/bench_linear.py`` at Spikformer-4-384 sizes, one thread: AMD EPYC, oneDNN
+    2.2-2.4x MKL (``results/linear_cpu.json``); Intel Xeon (AVX-512), oneDNN 0.82-0.97x MKL
+    (``results/linear_cpu_intel.json``). Elsewhere (other vendors, no /proc/cpuinfo) torch's own choice stays.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return any(line.startswith("vendor_id") and "AuthenticAMD" in line for line in f)
+    except OSError:
+        return False
+
+
 def _call(x, weight, bias):
     return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
 
