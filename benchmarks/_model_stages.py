@@ -146,6 +146,11 @@ def table(report: dict) -> str:
                          f"{row['spikingjelly']['train_cpu_ms']:8.1f} (x{row['speedup_train_cpu']:.2f})  inference CPU ms "
                          f"{row['spikeattn']['inference_cpu_ms']:7.1f} vs {row['spikingjelly']['inference_cpu_ms']:7.1f} "
                          f"(x{row['speedup_inference_cpu']:.2f})")
+        for case, row in r.get("op_time", {}).items():
+            cells = "  ".join(f"{lib} dense {row[lib]['dense']:.0f} / BN {row[lib]['batch_norm']:.0f} / other "
+                              f"{row[lib]['other']:.0f}" for lib in ("spikeattn", "spikingjelly"))
+            lines.append(f"  {case:10} profiled ms: {cells}; speed-up bound with only our dense time left "
+                         f"x{row['speedup_bound_if_only_dense_remained']:.2f}")
         lines.append(f"  agreement: {r['agreement']}")
     for threads, r in report["spikegpt"].items():
         for preset, row in r.items():

@@ -7,7 +7,9 @@ see the same machine load), at each thread count. Per case: wall-clock and CPU t
 ``process_time``) of a training step (forward, cross-entropy, backward) and of inference (eval mode,
 no_grad); activation memory (bytes autograd saves in a training step, the activations it holds at its
 peak; the peak of live op outputs in inference); and a per-stage breakdown (stem, attention, MLP,
-head: each stage timed alone on the input it gets inside the model).
+head: each stage timed alone on the input it gets inside the model); and, from one profiled step, the
+time in dense GEMMs and convolutions against BatchNorm and the rest (``_op_time.py``): our dense time
+bounds the speed-up any exact change outside the GEMMs can reach.
 
 spikingjelly 2.0 pools its stem *before* the LIF where Spikformer's code (and ours) pools after it,
 so the stems' spikes differ; the encoder and head are the same maths: fed the same tokens they are
@@ -40,6 +42,7 @@ from torch.nn import functional as F
 
 import _common
 import _model_stages
+import _op_time
 import spikeattn as sa
 
 RESULTS = Path(__file__).resolve().parent / "results" / "models_cpu.json"
@@ -179,7 +182,9 @@ def run_spikformer(args, threads: int) -> dict:
     ours, theirs, reset_sj = spikformer_pair(args.quick)
     x = torch.rand(args.batch, 3, 32, 32)
     labels = torch.randint(0, 10, (args.batch,))
-    result = interleaved(spikformer_cases(ours, theirs, reset_sj, x, labels), args.warmup, args.repeats)
+    cases = spikformer_cases(ours, theirs, reset_sj, x, labels)
+    result = interleaved(cases, args.warmup, args.repeats)
+    result["op_time"] = _op_time.dense_floor(cases)  # dense GEMM/conv vs other time, the bound it sets
     for lib, model, reset in (("spikeattn", ours, sa.reset), ("spikingjelly", theirs, reset_sj)):
         reset(model)
         model.train()

@@ -35,6 +35,13 @@ def test_quick_run_writes_json(bench, tmp_path):
         assert all(row[lib][k] > 0 for lib in ("spikeattn", "spikingjelly")
                    for k in ("train_ms", "train_cpu_ms", "inference_ms", "inference_cpu_ms"))
     assert sf["agreement"]["encoder_equal_fraction_same_tokens"] == 1.0
+    for case in ("train_step", "inference"):
+        row = sf["op_time"][case]
+        for lib in ("spikeattn", "spikingjelly"):
+            assert row[lib]["dense"] > 0 and row[lib]["total"] == pytest.approx(
+                row[lib]["dense"] + row[lib]["batch_norm"] + row[lib]["other"])
+        assert row["speedup_bound_if_only_dense_remained"] == pytest.approx(
+            row["spikingjelly"]["total"] / row["spikeattn"]["dense"])
     for preset in ("spikegpt-demo", "spikegpt-45m"):
         gpt = data["spikegpt"]["1"][preset]
         for path in ("onednn_linear", "torch_linear"):
