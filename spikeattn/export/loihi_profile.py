@@ -9,11 +9,10 @@ budgets only partly. The file is also a valid ``spikeattn.opcount`` energy profi
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from spikeattn.opcount.profiles import Profile, load_profile, profile_dir
+from spikeattn.opcount.profiles import Profile, load_profile, read_profile_toml
 
 CONFIDENCE = ("high", "medium", "low")
 
@@ -46,17 +45,6 @@ class LoihiProfile:
         return self["core.synapse_memory_words"] * self["core.word_bits"]
 
 
-def _resolve(profile: str | Path) -> Path:
-    path = Path(profile)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise FileNotFoundError(f"Loihi profile file {str(path)!r} does not exist")
-        return path
-    if profile not in ("loihi1", "loihi2"):
-        raise ValueError(f"unknown Loihi profile {profile!r}; use 'loihi1', 'loihi2' or the path of a .toml file")
-    return profile_dir() / f"{profile}.toml"
-
-
 def _positive(value, field: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"Loihi profile {where}: field '{field}' must be a number > 0, got {value!r}")
@@ -69,13 +57,8 @@ def load_loihi_profile(profile: str | Path | LoihiProfile = "loihi2") -> LoihiPr
         return profile
     if not isinstance(profile, (str, Path)):
         raise TypeError(f"profile must be 'loihi1', 'loihi2', a path or a LoihiProfile, got {type(profile).__name__}")
-    path = _resolve(profile)
+    path, data = read_profile_toml(profile, "Loihi", names=["loihi1", "loihi2"])
     where = repr(str(path))
-    with path.open("rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"Loihi profile {where} is not valid TOML: {e}") from e
     values = {}
     for field in FIELDS:
         table, key = field.split(".")

@@ -67,17 +67,24 @@ def _number(data: dict, dotted: str, where: str, required: bool = True) -> float
     return float(value)
 
 
-def _resolve(profile: str | Path) -> Path:
+def read_profile_toml(profile: str | Path, kind: str, names: list[str] | None = None) -> tuple[Path, dict]:
+    """``(path, parsed TOML)`` of a shipped profile by name (one of ``names``, default every shipped one)
+    or of a ``.toml`` path; ``kind`` ("energy", "Loihi") names the profile in error messages."""
     path = Path(profile)
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
-            raise FileNotFoundError(f"energy profile file {str(path)!r} does not exist")
-        return path
-    candidate = profile_dir() / f"{profile}.toml"
-    if not candidate.is_file():
-        raise ValueError(f"unknown energy profile {profile!r}; available: {', '.join(list_profiles())} "
-                         "(or pass the path of a .toml file)")
-    return candidate
+            raise FileNotFoundError(f"{kind} profile file {str(path)!r} does not exist")
+    else:
+        known = list_profiles() if names is None else names
+        if profile not in known:
+            raise ValueError(f"unknown {kind} profile {profile!r}; available: {', '.join(known)} "
+                             "(or pass the path of a .toml file)")
+        path = profile_dir() / f"{profile}.toml"
+    with path.open("rb") as f:
+        try:
+            return path, tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{kind} profile {str(path)!r} is not valid TOML: {e}") from e
 
 
 def load_profile(profile: str | Path | Profile) -> Profile:
@@ -86,12 +93,7 @@ def load_profile(profile: str | Path | Profile) -> Profile:
         return profile
     if not isinstance(profile, (str, Path)):
         raise TypeError(f"profile must be a profile name, a path or a Profile, got {type(profile).__name__}")
-    path = _resolve(profile)
-    with path.open("rb") as f:
-        try:
-            data = tomllib.load(f)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"energy profile {str(path)!r} is not valid TOML: {e}") from e
+    path, data = read_profile_toml(profile, "energy")
     where = repr(str(path))
     neuron = dict(
         neuron_update_pj=_number(data, "neuron.update_pj", where, required=False),
