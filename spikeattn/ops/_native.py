@@ -30,6 +30,12 @@ CXXFLAGS = (
 # torch's spinning workers). A compiler without OpenMP (Apple clang) builds without it: the
 # sources then fall back to std::thread (``#ifdef _OPENMP``).
 OPENMP_FLAGS = ("-fopenmp",)
+# Vector exp/log from glibc's libmvec for the kernels that include cuda/vector_math.h (the WKV
+# kernel's `#pragma omp simd` channel loops); where -lmvec does not link (no glibc libmvec) the
+# build goes on without, and those loops call the scalar exp/log.
+VECTOR_MATH_FLAGS = ("-DSA_LIBMVEC", "-fopenmp-simd", "-lmvec")
+# Flag groups a build may drop, most wanted first: each failed compile retries without the next group.
+OPTIONAL_FLAGS = (VECTOR_MATH_FLAGS, OPENMP_FLAGS)
 
 
 def compiler() -> str | None:
@@ -94,8 +100,13 @@ def _build_error(source: str, cxx: str | None, cache: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=None)
-def load_host_library(source: str) -> ctypes.CDLL:
-    """Compile (if needed) and load ``cuda/<source>`` as a shared library; ``BuildError`` says why not."""
+def load_host_library(source: str, vector_math: bool = True) -> ctypes.CDLL:
+    """Compile (if needed) and load ``cuda/<source>`` as a shared library; ``BuildError`` says why not.
+
+    ``vector_math=False`` builds without libmvec (``VECTOR_MATH_FLAGS``): the build a machine without
+    libmvec gets, which tests and benchmarks compare with.
+    """
+    groups = tuple(g for g in OPTIONAL_FLAGS if vector_math or g is not VECTOR_MATH_FLAGS)
     cxx = compiler()
     if cxx is None:
         raise BuildError(f"no C++ compiler: {os.environ.get('CXX', 'g++')!r} is not on PATH")
@@ -103,17 +114,18 @@ def load_host_library(source: str) -> ctypes.CDLL:
     digest = hashlib.sha256()
     for path in sorted(folder.glob("*.cuh")) + sorted(folder.glob("*.h")) + [folder / source]:
         digest.update(path.name.encode() + path.read_bytes())
-    digest.update(" ".join((cxx, *CXXFLAGS, *OPENMP_FLAGS, platform.machine(), _cpu_signature())).encode())
+    optional = [flag for group in groups for flag in group]
+    digest.update(" ".join((cxx, *CXXFLAGS, *optional, platform.machine(), _cpu_signature())).encode())
     target = cache_dir() / f"{Path(source).stem}-{digest.hexdigest()[:16]}.so"
     if not target.exists():
-        _compile(cxx, folder / source, target)
+        _compile(cxx, folder / source, target, groups)
     try:
         return ctypes.CDLL(str(target))
     except OSError as e:  # e.g. a cache on a noexec mount
         raise BuildError(f"cannot load {target}: {e}") from None
 
 
-def _compile(cxx: str, source: Path, target: Path) -> None:
+def _compile(cxx: str, source: Path, target: Path, groups: tuple[tuple[str, ...], ...]) -> None:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Build to a temporary name and rename: concurrent builders never see half a file.
@@ -122,11 +134,14 @@ def _compile(cxx: str, source: Path, target: Path) -> None:
     except OSError as e:
         raise BuildError(f"cannot write the kernel cache {target.parent} ({e.strerror or e})") from None
     try:
-        cmd = [cxx, *CXXFLAGS, *OPENMP_FLAGS, "-o", tmp, str(source), "-lpthread"]
-        result = subprocess.run(cmd, capture_output=True, text=True)
-        if result.returncode != 0:  # maybe no OpenMP: the same build without it
-            cmd = [c for c in cmd if c not in OPENMP_FLAGS]
+        optional = list(groups)
+        while True:  # all optional groups, then without the first (libmvec), then without any
+            flags = [flag for group in optional for flag in group]
+            cmd = [cxx, *CXXFLAGS, "-o", tmp, str(source), "-lpthread", *flags]  # libraries after the source
             result = subprocess.run(cmd, capture_output=True, text=True)
+            if result.returncode == 0 or not optional:
+                break
+            optional.pop(0)
         if result.returncode != 0:
             detail = result.stderr.strip() or "no error output"
             raise BuildError(f"compiling {source.name} with {cxx} failed (exit {result.returncode}): {detail}")

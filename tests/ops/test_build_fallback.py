@@ -62,3 +62,30 @@ def test_auto_falls_back_with_one_warning(tmp_path, case):
     warning = result["warnings"][0]
     assert cause in warning and "falls back to the torch reference" in warning and "install a C++ compiler" in warning
     assert "backend='cpu' needs its C++ kernels built here" in result["explicit"] and cause in result["explicit"]
+
+
+_NO_LIBMVEC = """
+import json, torch
+from spikeattn.ops import _native
+# A machine without libmvec: its link flag fails, as -lmvec does there.
+_native.VECTOR_MATH_FLAGS = ("-DSA_LIBMVEC", "-fopenmp-simd", "-lno-such-library-xyz")
+_native.OPTIONAL_FLAGS = (_native.VECTOR_MATH_FLAGS, _native.OPENMP_FLAGS)
+from spikeattn.ops.wkv import cpu, wkv
+from spikeattn.ops.wkv.reference import naive_wkv
+g = torch.Generator().manual_seed(0)
+w, u = torch.rand(9, generator=g) + 0.1, torch.randn(9, generator=g)
+k, v = torch.randn(2, 20, 9, generator=g), torch.randn(2, 20, 9, generator=g)
+y = wkv(w, u, k, v, backend="cpu")
+print(json.dumps({"available": cpu.is_available(), "vector_math": cpu.vector_math(),
+                  "err": float((y - naive_wkv(w, u, k, v)).abs().max())}))
+"""
+
+
+def test_wkv_builds_without_libmvec(tmp_path):
+    """Where -lmvec does not link, the WKV kernel still builds (scalar exp/log) and is right."""
+    out = subprocess.run([sys.executable, "-c", _NO_LIBMVEC], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "SPIKEATTN_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["available"] and not result["vector_math"]
+    assert result["err"] < 1e-5

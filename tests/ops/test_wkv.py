@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import math
+import platform
 
 import pytest
 import torch
@@ -96,6 +98,32 @@ def test_auto_picks_the_kernel(monkeypatch):
     monkeypatch.setitem(wkv_ops.BACKENDS, "cpu", lambda *a: seen.append(1) or real(*a))
     wkv(*make_inputs(1, 3, 2))
     assert seen == [1]
+
+
+@needs_cpu_kernel
+def test_vector_math_where_libmvec_is():
+    """With g++ on x86-64 glibc the kernels' exp/log are libmvec's vector functions (the op's speed)."""
+    from spikeattn.ops import _native
+
+    gxx = "clang" not in (_native.compiler() or "")
+    expected = gxx and platform.machine() == "x86_64" and ctypes.util.find_library("mvec") is not None
+    assert wkv_ops.cpu.vector_math() == expected
+
+
+@needs_cpu_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_vector_and_scalar_builds_agree(dtype):
+    """libmvec's exp/log vs the scalar libm's: the same values to a few ulp (outputs and gradients)."""
+    cpu = wkv_ops.cpu
+    w, u, k, v = make_inputs(3, 50, 37, dtype=dtype, k_scale=4.0)
+    gy = torch.randn(k.shape, dtype=dtype)
+    out = {}
+    for vm in (True, False):
+        y, lse = cpu.fused_wkv_forward(w, u, k, v, vector_math=vm)
+        out[vm] = (y, lse, *cpu.fused_wkv_backward(w, u, k, v, y, lse, gy, vector_math=vm))
+    rtol = {torch.float32: 1e-6, torch.float64: 1e-14}[dtype]
+    for name, a, e in zip(("y", "lse", "gw", "gu", "gk", "gv"), out[True], out[False]):
+        assert_close(a, e, rtol, what=name)
 
 
 def test_step_by_step_equals_sequence():

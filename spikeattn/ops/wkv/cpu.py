@@ -21,12 +21,17 @@ is_available = host_availability("wkv_host.cpp")  # builds once; False when it c
 
 
 @functools.lru_cache(maxsize=None)
-def _entry(kind: str, dtype: torch.dtype):
-    lib = load_host_library("wkv_host.cpp")
+def _entry(kind: str, dtype: torch.dtype, vector_math: bool):
+    lib = load_host_library("wkv_host.cpp", vector_math)
     fn = getattr(lib, f"sa_wkv_{kind}_{_TAGS[dtype]}")
     fn.argtypes = [_P] * (6 if kind == "forward" else 11) + [_I64, _I64, _I64, _I]
     fn.restype = None
     return fn
+
+
+def vector_math() -> bool:
+    """True when the kernels' exp/log run on libmvec's vector functions here (``cuda/vector_math.h``)."""
+    return bool(load_host_library("wkv_host.cpp").sa_wkv_vector_math())
 
 
 def _ptr(t: torch.Tensor):
@@ -38,26 +43,31 @@ def _check_dtype(k: torch.Tensor) -> None:
         raise TypeError(f"spikeattn::wkv runs on float32 or float64, got {k.dtype}")
 
 
-@torch.library.impl("spikeattn::wkv_forward", "cpu")
-def fused_wkv_forward(w, u, k, v):
+def fused_wkv_forward(w, u, k, v, vector_math: bool = True):
+    """``(y, lse)``, both [B, T, C]; ``vector_math=False`` runs the build without libmvec."""
     _check_dtype(k)
     w, u, k, v = (x.contiguous() for x in (w, u, k, v))  # kept in locals: the C code reads their memory
     y, lse = torch.empty_like(k), torch.empty_like(k)
     B, T, C = k.shape
     if y.numel():
-        _entry("forward", k.dtype)(*map(_ptr, (w, u, k, v, y, lse)), B, T, C, torch.get_num_threads())
+        _entry("forward", k.dtype, vector_math)(*map(_ptr, (w, u, k, v, y, lse)), B, T, C, torch.get_num_threads())
     return y, lse
 
 
-@torch.library.impl("spikeattn::wkv_backward", "cpu")
-def fused_wkv_backward(w, u, k, v, y, lse, gy):
+def fused_wkv_backward(w, u, k, v, y, lse, gy, vector_math: bool = True):
+    """``(gw [C], gu [C], gk, gv)``; ``vector_math=False`` runs the build without libmvec."""
     _check_dtype(k)
     w, u, k, v, y, lse, gy = (x.contiguous() for x in (w, u, k, v, y, lse, gy))
     B, T, C = k.shape
     gw, gu = torch.zeros(B, C, dtype=k.dtype), torch.zeros(B, C, dtype=k.dtype)
     gk, gv = torch.zeros_like(k), torch.zeros_like(v)
     if k.numel():
-        _entry("backward", k.dtype)(
+        _entry("backward", k.dtype, vector_math)(
             *map(_ptr, (w, u, k, v, y, lse, gy, gw, gu, gk, gv)), B, T, C, torch.get_num_threads()
         )
     return gw.sum(0), gu.sum(0), gk, gv
+
+
+# Registered without the decorator form, which returns None: tests and benchmarks call the functions.
+torch.library.impl("spikeattn::wkv_forward", "cpu", fused_wkv_forward)
+torch.library.impl("spikeattn::wkv_backward", "cpu", fused_wkv_backward)
