@@ -17,20 +17,16 @@ from typing import NamedTuple
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from spikeattn import surrogate as sg
 from spikeattn._validate import check_ints
 from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
+from spikeattn.ops.relu_square import relu_square
+from spikeattn.ops.token_mix import mix, token_mix, token_shift
 from spikeattn.ops.wkv import WKVState, state_dtype, wkv, wkv_step
 
 __all__ = ["SpikingTimeMix", "SpikingChannelMix", "SpikeGPTBlock", "TimeMixState", "BlockState", "token_shift"]
-
-
-def token_shift(x: torch.Tensor) -> torch.Tensor:
-    """The previous token of every position, zeros before the first: ``[B, T, C] -> [B, T, C]``."""
-    return F.pad(x, (0, 0, 1, -1))
 
 
 def _channel_ramp(dim: int) -> torch.Tensor:
@@ -87,17 +83,14 @@ class SpikingTimeMix(nn.Module):
         for layer in (self.key, self.receptance, self.output):  # RWKV-4: these start at zero
             layer.zero_init = True
 
-    def _mix(self, x, xx):
-        mk, mv, mr = self.time_mix_k, self.time_mix_v, self.time_mix_r
-        k = self.key(x * mk + xx * (1 - mk))
-        v = self.value(x * mv + xx * (1 - mv))
-        r = self.receptance(x * mr + xx * (1 - mr))
-        return k, v, r
+    def _project(self, xk, xv, xr):
+        return self.key(xk), self.value(xv), self.receptance(xr)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``, the whole sequence from the empty state."""
         check_input(x, self, "B T C", C=self.key.in_features)
-        k, v, r = self._mix(x, token_shift(x))
+        mixes = torch.stack((self.time_mix_k, self.time_mix_v, self.time_mix_r))
+        k, v, r = self._project(*token_mix(x, mixes))
         y = wkv(torch.exp(self.time_decay), self.time_first, k, v, backend=self.wkv_backend)
         return self.output(torch.sigmoid(r) * y)
 
@@ -105,7 +98,8 @@ class SpikingTimeMix(nn.Module):
         """One token ``x [B, C] -> ([B, C], state)``; ``state=None`` starts a sequence."""
         if state is None:
             state = TimeMixState(torch.zeros_like(x), WKVState.zeros(x.shape, state_dtype(x.dtype), x.device))
-        k, v, r = self._mix(x, state.shift)
+        xx = state.shift
+        k, v, r = self._project(*(mix(x, xx, m) for m in (self.time_mix_k, self.time_mix_v, self.time_mix_r)))
         sd = state_dtype(x.dtype)
         y, wkv_state = wkv_step(torch.exp(self.time_decay).to(sd), self.time_first.to(sd), k.to(sd), v.to(sd), state.wkv)
         return self.output(torch.sigmoid(r) * y.to(x.dtype)), TimeMixState(x, wkv_state)
@@ -133,19 +127,19 @@ class SpikingChannelMix(nn.Module):
         for layer in (self.receptance, self.value):  # RWKV-4: these start at zero
             layer.zero_init = True
 
-    def _mix(self, x, xx):
-        mk, mr = self.time_mix_k, self.time_mix_r
-        k = torch.square(torch.relu(self.key(x * mk + xx * (1 - mk))))
-        return torch.sigmoid(self.receptance(x * mr + xx * (1 - mr))) * self.value(k)
+    def _ffn(self, xk, xr):
+        k = relu_square(self.key(xk))
+        return torch.sigmoid(self.receptance(xr)) * self.value(k)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``."""
         check_input(x, self, "B T C", C=self.key.in_features)
-        return self._mix(x, token_shift(x))
+        return self._ffn(*token_mix(x, torch.stack((self.time_mix_k, self.time_mix_r))))
 
     def step(self, x: torch.Tensor, shift: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One token ``x [B, C] -> ([B, C], x)``: the state is the previous token's input."""
-        return self._mix(x, torch.zeros_like(x) if shift is None else shift), x
+        xx = torch.zeros_like(x) if shift is None else shift
+        return self._ffn(mix(x, xx, self.time_mix_k), mix(x, xx, self.time_mix_r)), x
 
 
 class BlockState(NamedTuple):

@@ -2,7 +2,7 @@
 
 Elementwise maths, reductions, views and copies, tensor creation, normalisation, softmax, pooling,
 indexing and embedding lookups are not counted (``docs/opcount.md``); spikeattn's LIF op is counted
-per neuron by the counter's hooks and its WKV op is an elementwise recurrence. Any other op without
+per neuron by the counter's hooks, its WKV op is an elementwise recurrence and its token mix elementwise. Any other op without
 a rule is reported in ``OpReport.uncounted``, so a total that misses work says so.
 """
 
@@ -34,6 +34,7 @@ _FREE_ATEN = frozenset("""
 _FREE_PROJECT = frozenset({
     "spikeattn::lif_forward",      # one neuron update per element: counted by the counter's neuron hooks
     "spikeattn::wkv_forward",      # WKV recurrence: elementwise, like its torch reference
+    "spikeattn::token_mix",        # SpikeGPT's token shift + mixes: elementwise, like its torch reference
 })
 
 
