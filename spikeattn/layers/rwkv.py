@@ -22,7 +22,7 @@ from spikeattn import surrogate as sg
 from spikeattn._validate import check_ints
 from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
-from spikeattn.ops.relu_square import relu_square
+from spikeattn.ops.pointwise import relu_square, sigmoid_gate
 from spikeattn.ops.token_mix import mix, token_mix, token_shift
 from spikeattn.ops.wkv import WKVState, state_dtype, wkv, wkv_step
 
@@ -92,7 +92,7 @@ class SpikingTimeMix(nn.Module):
         mixes = torch.stack((self.time_mix_k, self.time_mix_v, self.time_mix_r))
         k, v, r = self._project(*token_mix(x, mixes))
         y = wkv(torch.exp(self.time_decay), self.time_first, k, v, backend=self.wkv_backend)
-        return self.output(torch.sigmoid(r) * y)
+        return self.output(sigmoid_gate(r, y))
 
     def step(self, x: torch.Tensor, state: TimeMixState | None) -> tuple[torch.Tensor, TimeMixState]:
         """One token ``x [B, C] -> ([B, C], state)``; ``state=None`` starts a sequence."""
@@ -102,7 +102,7 @@ class SpikingTimeMix(nn.Module):
         k, v, r = self._project(*(mix(x, xx, m) for m in (self.time_mix_k, self.time_mix_v, self.time_mix_r)))
         sd = state_dtype(x.dtype)
         y, wkv_state = wkv_step(torch.exp(self.time_decay).to(sd), self.time_first.to(sd), k.to(sd), v.to(sd), state.wkv)
-        return self.output(torch.sigmoid(r) * y.to(x.dtype)), TimeMixState(x, wkv_state)
+        return self.output(sigmoid_gate(r, y.to(x.dtype))), TimeMixState(x, wkv_state)
 
 
 class SpikingChannelMix(nn.Module):
@@ -129,7 +129,7 @@ class SpikingChannelMix(nn.Module):
 
     def _ffn(self, xk, xr):
         k = relu_square(self.key(xk))
-        return torch.sigmoid(self.receptance(xr)) * self.value(k)
+        return sigmoid_gate(self.receptance(xr), self.value(k))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``."""

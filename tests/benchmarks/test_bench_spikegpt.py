@@ -1,25 +1,24 @@
-"""benchmarks/bench_spikegpt.py cannot rot silently: a --quick run writes complete JSON."""
+"""benchmarks/bench_spikegpt.py cannot rot silently: a --quick run against a baseline commit (HEAD here: two
+worker processes, one on the git-archived package) writes complete JSON."""
 
 from __future__ import annotations
 
-import importlib
 import json
-from pathlib import Path
-
-import torch
-
-BENCH_DIR = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
-def test_quick_run(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(BENCH_DIR))
-    threads = torch.get_num_threads()
-    try:
-        importlib.import_module("bench_spikegpt").main(["--quick", "--out", str(tmp_path / "g.json")])
-    finally:
-        torch.set_num_threads(threads)
+def test_quick_run(import_bench, tmp_path):
+    bench = import_bench("bench_spikegpt")
+    bench.main(["--quick", "--baseline", "HEAD", "--out", str(tmp_path / "g.json")])
     data = json.loads((tmp_path / "g.json").read_text())
-    gen = data["generation"]
-    assert data["train"]["tokens_per_s"] > 0
-    assert 0 < gen["recurrent_state_bytes"] < gen["parallel_recompute"]["bytes_allocated"]
-    assert gen["speedup_recurrent_vs_parallel"] == gen["parallel_recompute"]["median_ms"] / gen["recurrent_step"]["median_ms"]
+    assert len(data["baseline_commit"]) == 40
+    packages = {data[name]["facts"]["package"] for name in ("baseline", "current")}
+    assert len(packages) == 2 and str(bench.ROOT / "spikeattn") in "".join(packages)  # two packages ran
+    for name in ("baseline", "current"):
+        run = data[name]
+        assert run["train"]["tokens_per_s"] > 0 and len(run["train"]["ms_all"]) == run["train"]["repeats"] == 2
+        assert 0 < run["facts"]["state_bytes"] < run["facts"]["parallel_bytes_allocated"]
+        assert run["speedup_recurrent_vs_parallel"] == run["parallel"]["median_ms"] / run["step"]["median_ms"]
+    assert data["speedup_vs_baseline"]["train"] == data["baseline"]["train"]["median_ms"] / data["current"]["train"]["median_ms"]
+    agreement = data["agreement"]
+    assert agreement["spike_count"] > 0 and agreement["spikes_equal"]
+    assert agreement["logits_max_abs_diff"] <= 1e-5 * agreement["logits_max_abs"]

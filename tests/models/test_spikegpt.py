@@ -185,12 +185,12 @@ def _logits_grads_spikes(model, idx):
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(n_layers=st.integers(1, 3), dim=st.integers(4, 40), batch=st.integers(1, 3), T=st.integers(1, 80))
 def test_fast_paths_match_the_reference_formulation(n_layers, dim, batch, T):
-    """The fused token mix, relu^2 and WKV kernels against the plain formulation (token mixes as
+    """The fused token mix, relu^2, sigmoid gate and WKV kernels against the plain formulation (token mixes as
     ``x * m + xx * (1 - m)``, ``square(relu(.))``, the WKV torch loop): the same spikes, logits to fp32
     rounding (the vector exp/log of WKV round differently), gradients to 1e-4 of their scale."""
     from spikeattn.layers import rwkv
     from spikeattn.ops import token_mix as tm
-    from spikeattn.ops.relu_square import naive_relu_square
+    from spikeattn.ops.pointwise import naive_relu_square, naive_sigmoid_gate
     from spikeattn.ops.token_mix.reference import naive_token_mix
 
     model = random_model(n_layers, dim=dim).train()
@@ -198,6 +198,7 @@ def test_fast_paths_match_the_reference_formulation(n_layers, dim, batch, T):
     fast = _logits_grads_spikes(model, idx)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(rwkv, "relu_square", naive_relu_square)
+        mp.setattr(rwkv, "sigmoid_gate", naive_sigmoid_gate)
         mp.setitem(tm.BACKENDS, "cpu", naive_token_mix)
         for block in model.blocks:
             mp.setattr(block.att, "wkv_backend", "torch")
