@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from torch import nn
 
 from spikeattn.export import loihi_report, run_lava, to_lava
+from spikeattn.models import spikformer
 from tests.export.helpers import conv_bn, conv_bn_library, fashion_input, mlp, require_lava, torch_layers
 from tests.export.test_lava_fixed import _runtime, rt  # noqa: F401  (fixture)
 from tests.export.test_lava_spikformer import T, small_spikformer
@@ -164,3 +167,40 @@ def test_cli_lava_run_plans(tmp_path):
               "--plan", "per_channel"])
     with pytest.raises(SystemExit, match="needs fixed_point=True"):
         main(["lava-run", str(art.path), "--input", str(tmp_path / "x.npy"), "--library"])
+
+
+def demo_spikformer() -> nn.Module:
+    """The demo's preset (spikformer-mini-fmnist: 2 blocks, dim 64, T=1), BN statistics calibrated on
+    16 real images as after training, so its layers fire."""
+    torch.manual_seed(4)
+    model = spikformer("spikformer-mini-fmnist")
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    for bn in bns:
+        bn.momentum = None                          # cumulative average over the calibration pass
+    with torch.no_grad():
+        model.train()(fashion_input(16, 1)[0])
+        for bn in bns:
+            bn.bias.uniform_(0.2, 0.8)
+    return model.eval()
+
+
+def test_demo_spikformer_on_library(tmp_path):
+    """The demo Spikformer (its preset) with library=True: 12 of its 15 neuron layers on Lava's
+    bit-accurate LIF fed by Lava's Conv; what stays custom is in the report's off-library list
+    with its reason; every recorded node equals the library=False run (default arguments)."""
+    require_lava()
+    model, x = demo_spikformer(), fashion_input(1, 1)
+    art = to_lava(model, tmp_path / "demo", x)
+    _, lib = run_lava(art, x.numpy(), fixed_point=True, library=True, return_layers=True, timeout=600)
+    _, own = run_lava(art, x.numpy(), fixed_point=True, return_layers=True, timeout=600)
+    lifs = [n["name"] for n in art.graph["nodes"] if n["op"] == "lif"]
+    assert len(lifs) == 15 and len(lib.library) == 12
+    assert all(m == "PyLifModelBitAcc + PyConvModelFixed + PyConvModelFixed" for m in lib.library.values())
+    off = {o["name"]: o["why"] for o in loihi_report(art, profile="loihi2").off_library}
+    custom = sorted(set(lifs) - set(lib.library))
+    assert custom == ["blocks.0.attn.attn_lif", "blocks.1.attn.attn_lif", "embed.stages.0.lif"]
+    assert all(off[n] for n in custom) and "graded" in off["embed.stages.0.lif"]
+    for name in lib:
+        np.testing.assert_array_equal(lib[name], own[name], err_msg=name)
+    rates = [lib[n].mean() for n in lib.library]
+    assert min(rates) > 0.01, rates        # every library layer fires: the equality is not of silent layers
