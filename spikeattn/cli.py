@@ -272,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--fixed-point", action="store_true", help="Loihi-style integer models")
     r.add_argument("--library", action="store_true",
                    help="fixed point: Lava's own bit-accurate Dense/Conv/LIF processes where they exist (same spikes)")
-    r.add_argument("--plan", choices=("library", "per_channel"), default="library",
+    r.add_argument("--plan", default="library",
                    help="fixed point: 'library' (Lava-expressible, the default) or 'per_channel' (more accurate, "
                         "custom processes only)")
     r.add_argument("--weight-synapses", type=int, choices=(1, 2), default=None,

@@ -22,13 +22,15 @@ import traceback
 
 
 def main(argv=None) -> int:
+    import quantize  # numpy only: the plans' names
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("artifact")
     ap.add_argument("--input", required=True, help=".npy file [T, B, ...] (float32)")
     ap.add_argument("--out", required=True, help=".npz file to write")
     ap.add_argument("--fixed-point", action="store_true")
     ap.add_argument("--record-all", action="store_true")
-    ap.add_argument("--plan", choices=("library", "per_channel"), default="library", help="fixed point: the numbers")
+    ap.add_argument("--plan", choices=quantize.PLANS, default=quantize.PLANS[0], help="fixed point: the numbers")
     ap.add_argument("--weight-synapses", type=int, choices=(1, 2), default=None,
                     help="fixed point: 8-bit synapses per connection off the library (default: the plan's)")
     ap.add_argument("--library", action="store_true", help="fixed point: Lava's own processes where they exist")

@@ -77,7 +77,8 @@ def _missing_env_message(py: Path) -> str:
             "of a Python 3.10 env with lava-nc 0.10.0")
 
 
-# Fixed-point plans (hardware/lava/quantize.py), the default first, with their default synapses per connection.
+# Fixed-point plans, the default first, with their default synapses per connection: the runtime's
+# quantize.PLAN_SYNAPSES (hardware/lava/quantize.py; tests/export/test_lava_library.py checks they agree).
 PLANS = {"library": 1, "per_channel": 2}
 PER_CHANNEL_OFF_LIBRARY = (
     "plan='per_channel' cannot run on Lava's library processes: Lava's LIF has one vth per process (per-channel "
@@ -97,8 +98,9 @@ def run_lava(artifact: LavaArtifact | str | os.PathLike, input_spikes: np.ndarra
         timeout: seconds before the subprocess is killed.
         return_layers: also return ``{node name: [T, B, ...] spikes/values}`` for every node.
         weight_synapses: fixed point only: 8-bit synapses per connection (1: sign + 8 bits; 2: sign +
-            16 bits at twice the synapse memory) of every weight layer Lava's library cannot run
-            (a library pair always has one); ``None``: the plan's, 1 for ``"library"``, 2 for ``"per_channel"``.
+            16 bits at twice the synapse memory) of every weight layer that is not a library pair (under
+            plan ``"library"`` a pair always has one); ``None``: the plan's, 1 for ``"library"``, 2 for
+            ``"per_channel"``.
         library: fixed point only: every Linear/Conv + LIF pair Lava's process library can express
             runs as Lava's own ``Dense``/``Conv`` + ``LIF`` processes (their bit-accurate fixed-point
             models); the rest stays custom (``layers.library`` lists the pairs, ``loihi_report(...).off_library``

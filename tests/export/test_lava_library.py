@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from spikeattn.export import loihi_report, run_lava, to_lava
+from spikeattn.export.lava import PLANS
 from spikeattn.models import spikformer
 from tests.export.helpers import conv_bn, conv_bn_library, fashion_input, mlp, require_lava, torch_layers
 from tests.export.test_lava_fixed import _runtime, rt  # noqa: F401  (fixture)
@@ -77,6 +78,7 @@ def test_per_channel_plan_is_not_the_default(rt, tmp_path):  # noqa: F811
     assert np.shape(quantize.plan(graph, weights)["4"]["quant"]["vth"]) == ()
     with pytest.raises(ValueError, match="plan must be one of"):
         quantize.plan(graph, weights, kind="default")
+    assert quantize.PLAN_SYNAPSES == PLANS and quantize.PLANS == tuple(PLANS)   # run_lava's copy of the names
 
 
 @given(st.integers(-(2 ** 26), 2 ** 26))
@@ -161,12 +163,20 @@ def test_cli_lava_run_plans(tmp_path):
     from spikeattn.cli import main
 
     art = to_lava(mlp(), tmp_path / "a", fashion_input(1, 1))
-    np.save(tmp_path / "x.npy", fashion_input(1, 1).numpy())
+    np.save(tmp_path / "x.npy", fashion_input(2, 4).numpy())
     with pytest.raises(SystemExit, match="per_channel' cannot run on Lava's library processes"):
         main(["lava-run", str(art.path), "--input", str(tmp_path / "x.npy"), "--fixed-point", "--library",
               "--plan", "per_channel"])
     with pytest.raises(SystemExit, match="needs fixed_point=True"):
         main(["lava-run", str(art.path), "--input", str(tmp_path / "x.npy"), "--library"])
+    with pytest.raises(SystemExit, match="plan must be one of"):
+        main(["lava-run", str(art.path), "--input", str(tmp_path / "x.npy"), "--fixed-point", "--plan", "default"])
+    require_lava()
+    main(["lava-run", str(art.path), "--input", str(tmp_path / "x.npy"), "--fixed-point", "--library",
+          "--out", str(tmp_path / "y.npy")])
+    out = np.load(tmp_path / "y.npy")
+    assert out.any()
+    np.testing.assert_array_equal(out, run_lava(art, np.load(tmp_path / "x.npy"), fixed_point=True))
 
 
 def demo_spikformer() -> nn.Module:
