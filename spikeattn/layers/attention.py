@@ -16,6 +16,8 @@ token-major ``[T, B, N, C]`` either way.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import warnings
 
 import torch
@@ -23,9 +25,32 @@ from torch import nn
 
 from spikeattn._validate import check_ints
 from spikeattn.layers.seq import LinearBN, NeuronSpec, check_tokens
+from spikeattn.ops.lif import lif_multi_step, state_dtype
 from spikeattn.ops.ssa import ORDERS, acc_dtype, ssa_order, ssa_tokens
 
-__all__ = ["SpikingSelfAttention", "SpikeDrivenSelfAttention", "ssa_order", "spike_attention"]
+__all__ = ["SpikingSelfAttention", "SpikeDrivenSelfAttention", "ssa_order", "spike_attention", "token_sums_scaled"]
+
+# The factor on every attention's token sums in the current context (thread, task): 1 outside
+# ``token_sums_scaled``. A context variable, not module state, so that concurrent calls cannot see
+# each other's factor.
+_TOKEN_FACTOR: contextvars.ContextVar[float] = contextvars.ContextVar("spikeattn_token_factor", default=1.0)
+
+
+@contextlib.contextmanager
+def token_sums_scaled(factor: float):
+    """Within the block (in this thread or task only), SSA and SDSA scale their sums over tokens by ``factor``.
+
+    Neither SSA (no softmax) nor SDSA normalises over tokens: their integer counts grow with the
+    number of tokens summed. A model run on a fraction of its tokens (MAE pretraining: N_visible of
+    N) scales them by ``N / N_visible`` so that its attention neurons see the counts of the whole
+    input. SSA's ``scale`` is multiplied; SDSA's threshold on ``sum_n K*V`` is divided (the same
+    comparison). Nothing is written on the modules.
+    """
+    token = _TOKEN_FACTOR.set(float(factor))
+    try:
+        yield
+    finally:
+        _TOKEN_FACTOR.reset(token)
 
 def spike_attention(qkv: torch.Tensor, scale: float, order: str = "auto") -> torch.Tensor:
     """Deprecated: ``ssa_tokens`` (``spikeattn.ops.ssa``) is the op, on token-major ``[..., N, 3C]``.
@@ -79,7 +104,8 @@ class SpikingSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tokens(x, self.dim, module=self)
         qkv = self.qkv_lif(self.qkv(x))                      # (T, B, N, 3C)
-        a = self.attn_lif(ssa_tokens(qkv, self.heads, self.scale, self.order)).to(x.dtype)  # (T, B, N, C)
+        scale = self.scale * _TOKEN_FACTOR.get()
+        a = self.attn_lif(ssa_tokens(qkv, self.heads, scale, self.order)).to(x.dtype)  # (T, B, N, C)
         return self.proj_lif(self.proj(a, is_spikes=True))
 
     def extra_repr(self) -> str:
@@ -114,8 +140,17 @@ class SpikeDrivenSelfAttention(nn.Module):
         check_tokens(x, self.dim, module=self)
         q, k, v = self.qkv_lif(self.qkv(x)).chunk(3, dim=-1)        # 3 x (T, B, N, C)
         # counts up to N: summed in fp32 (bf16 holds integers exactly only up to 256)
-        kv = self.kv_lif((k * v).sum(dim=2, keepdim=True, dtype=acc_dtype(x.dtype))).to(q.dtype)  # (T, B, 1, C)
+        kv = self._kv_fire((k * v).sum(dim=2, keepdim=True, dtype=acc_dtype(x.dtype))).to(q.dtype)  # (T, B, 1, C)
         return self.proj_lif(self.proj(q * kv, is_spikes=True))
+
+    def _kv_fire(self, kv_sum: torch.Tensor) -> torch.Tensor:
+        factor = _TOKEN_FACTOR.get()
+        if factor == 1.0:
+            return self.kv_lif(kv_sum)
+        # the threshold over the factor, for this call only (token_sums_scaled)
+        p = self.kv_lif.parameters_for(state_dtype(kv_sum.dtype))
+        spikes, _ = lif_multi_step(kv_sum, None, p._replace(v_th=self.kv_lif.v_th / factor), self.kv_lif.backend)
+        return spikes
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, heads={self.heads}"

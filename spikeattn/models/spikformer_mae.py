@@ -8,14 +8,12 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
 from spikeattn._validate import check_ints
 from spikeattn.layers import SCS
-from spikeattn.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
+from spikeattn.layers.attention import token_sums_scaled
 from spikeattn.models.spikformer import Spikformer, _init_weights
 
 __all__ = ["SpikformerMAE", "patchify", "unpatchify"]
@@ -36,31 +34,6 @@ def unpatchify(patches: torch.Tensor, patch: tuple[int, int], grid: tuple[int, i
     return x.permute(0, 5, 1, 3, 2, 4).reshape(patches.shape[0], channels, gh * ph, gw * pw)
 
 
-@contextlib.contextmanager
-def token_count_compensated(blocks: nn.Module, factor: float):
-    """Scale every spiking attention's token sum by ``factor`` (= N / N_visible) for the duration.
-
-    Neither SSA (no softmax) nor SDSA normalises over tokens: their integer counts grow with the
-    number of tokens summed. Pretraining runs the blocks on a quarter of the tokens, fine-tuning
-    on all of them; without this the attention neurons, tuned to a quarter of the input they
-    later get, saturate after transfer. SSA's ``scale`` is multiplied; SDSA's threshold on
-    ``sum_n K*V`` is divided (the same comparison). Restored on exit, even after an error.
-    """
-    saved = []
-    try:
-        for m in blocks.modules():
-            if isinstance(m, SpikingSelfAttention):
-                saved.append((m, "scale", m.scale))
-                m.scale = m.scale * factor
-            elif isinstance(m, SpikeDrivenSelfAttention):
-                saved.append((m.kv_lif, "v_th", m.kv_lif.v_th))
-                m.kv_lif.v_th = m.kv_lif.v_th / factor
-        yield
-    finally:
-        for obj, name, value in saved:
-            setattr(obj, name, value)
-
-
 class SpikformerMAE(nn.Module):
     r"""MAE around a Spikformer with an SCS stem: predict the pixels of every patch from the visible ones.
 
@@ -70,7 +43,8 @@ class SpikformerMAE(nn.Module):
 
     The stem sees the whole image with masked patches zeroed (and kept at zero, see ``SCS``); the
     encoder blocks then run on the visible tokens only (MAE), which SSA allows for any token count;
-    meanwhile their attention sums are scaled by N / N_visible (``token_count_compensated``).
+    meanwhile their attention sums are scaled by N / N_visible (``token_sums_scaled``: for this call
+    only, nothing is written on the modules, so one MAE may serve several threads).
     The decoder is a small conventional transformer (LayerNorm, GELU, softmax attention, real values),
     as in V2: it is thrown away after pretraining, so it need not be spiking.
 
@@ -124,7 +98,7 @@ class SpikformerMAE(nn.Module):
         vis_idx = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :n_vis]  # (B, Nv)
         c = tokens.shape[-1]
         z = tokens.gather(2, vis_idx[None, :, :, None].expand(t, b, n_vis, c))      # (T, B, Nv, C)
-        with token_count_compensated(self.encoder.blocks, self.num_tokens / n_vis):
+        with token_sums_scaled(self.num_tokens / n_vis):
             for block in self.encoder.blocks:
                 z = block(z)
         h = self.decoder_embed(z.mean(0))                                            # (B, Nv, D) firing rates in

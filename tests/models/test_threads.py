@@ -4,11 +4,15 @@ other per-call state is kept on the modules)."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import torch
 
 from spikeattn.models import spikegpt, spikformer
+from spikeattn.models import spikformer_mae as mae_module
+from spikeattn.models.spikformer_mae import SpikformerMAE
+from spikeattn.layers.seq import NeuronSpec
 from spikeattn.neuron import LIF
 from spikeattn.train.bn import recalibrate_bn
 from tests.layers.test_rwkv import randomize
@@ -114,3 +118,38 @@ def test_spikegpt_step_shared_by_threads():
     for per_thread in results:
         for i, out in per_thread:
             assert torch.equal(out, expected[i])
+
+
+def test_mae_shared_by_threads_equals_sequential(monkeypatch):
+    """SpikformerMAE scales its attention sums by N / N_visible for each call: two threads with different
+    visible counts (different factors) at once must each get their sequential result."""
+    for attention in ("ssa", "sdsa"):
+        torch.manual_seed(4)
+        mae = SpikformerMAE(spikformer("spikformer-v2-mini-fmnist", dim=32, heads=2, attention=attention, T=2),
+                            decoder_dim=16, decoder_depth=1).eval()
+        randomize(mae, 0.5)  # at init the attention neurons stay silent
+        if attention == "sdsa":
+            # SDSA's K*V sums are whole numbers: with v_th = 0.5 >= 1/tau every count >= 1 fires at any
+            # factor, so the factor shows only with a slower K*V neuron (tau 8: a count of 4 at factor 1).
+            for block in mae.encoder.blocks:
+                block.attn.kv_lif = NeuronSpec(tau=8.0).make(v_th=0.5)
+        gen = torch.Generator().manual_seed(5)
+        inputs = []
+        for b, visible in zip(BATCHES, (6, 12, 25, 49)):
+            keep = torch.zeros(b, 49, dtype=torch.bool)
+            keep[:, torch.randperm(49, generator=gen)[:visible]] = True
+            inputs.append((torch.rand(b, 1, 28, 28, generator=gen), keep))
+        with torch.no_grad():
+            expected = [mae(*x) for x in inputs]
+            with monkeypatch.context() as patch:  # the factor must matter, or the test proves nothing
+                patch.setattr(mae_module, "token_sums_scaled", lambda factor: contextlib.nullcontext())
+                assert all(not torch.equal(mae(*x), e) for x, e in zip(inputs[:3], expected[:3]))
+        order = list(range(len(inputs))) * ROUNDS
+
+        def call(i):
+            with torch.no_grad():
+                return i, mae(*inputs[i])
+
+        for per_thread in run_concurrently(call, [order, order[::-1]]):
+            for i, out in per_thread:
+                assert torch.equal(out, expected[i]), f"{attention}: batch {i} differs from the sequential run"

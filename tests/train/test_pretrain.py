@@ -136,18 +136,27 @@ def test_without_labels():
 
 
 @pytest.mark.parametrize("attention", ["ssa", "sdsa"])
-def test_attention_scaled_to_the_visible_token_count(attention):
-    """The blocks run on 12 of 49 tokens: every attention's sum is scaled by 49/12 meanwhile, then restored."""
+def test_attention_scaled_to_the_visible_token_count(attention, monkeypatch):
+    """The blocks run on 12 of 49 tokens: every attention's sum is scaled by 49/12 for that call alone
+    (SSA's scale times it, SDSA's K*V threshold over it); the modules are never written."""
+    import spikeattn.layers.attention as attn_module
+
     mae = SpikformerMAE(small_v2(attention=attention), decoder_dim=16, decoder_depth=1)
     attns = [b.attn for b in mae.encoder.blocks]
     before = [(a.scale if attention == "ssa" else a.kv_lif.v_th) for a in attns]
-    seen = []
-    for a in attns:
-        a.register_forward_pre_hook(lambda m, _: seen.append(m.scale if attention == "ssa" else m.kv_lif.v_th))
+    seen = []  # the scale (SSA) or threshold (SDSA) each attention computed with
+    if attention == "ssa":
+        real = attn_module.ssa_tokens
+        monkeypatch.setattr(attn_module, "ssa_tokens", lambda qkv, h, scale, *a: seen.append(scale) or real(qkv, h, scale, *a))
+    else:
+        real = attn_module.lif_multi_step
+        monkeypatch.setattr(attn_module, "lif_multi_step", lambda x, v, p, *a: seen.append(p.v_th) or real(x, v, p, *a))
+        for a in attns:  # at factor 1 the module's own LIF runs
+            a.kv_lif.register_forward_pre_hook(lambda m, _: seen.append(m.v_th))
     mae(torch.randn(3, 1, 28, 28), random_keep_mask(3, 49, 0.75))
     expected = [v * 49 / 12 if attention == "ssa" else v * 12 / 49 for v in before]
     assert seen == pytest.approx(expected)
-    assert [(a.scale if attention == "ssa" else a.kv_lif.v_th) for a in attns] == before   # restored
+    assert [(a.scale if attention == "ssa" else a.kv_lif.v_th) for a in attns] == before
     seen.clear()
     mae(torch.randn(3, 1, 28, 28), torch.ones(3, 49, dtype=torch.bool))                   # all visible: unchanged
     assert seen == pytest.approx(before)
