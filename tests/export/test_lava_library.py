@@ -81,6 +81,31 @@ def test_per_channel_plan_is_not_the_default(rt, tmp_path):  # noqa: F811
     assert quantize.PLAN_SYNAPSES == PLANS and quantize.PLANS == tuple(PLANS)   # run_lava's copy of the names
 
 
+@given(peak=st.floats(1e-6, 1e3), v_th=st.floats(1e-3, 10.0), decay=st.sampled_from([1.5, 2.0, 4.0]),
+       decay_input=st.booleans(), in_unit=st.sampled_from([1.0, 0.25]))
+def test_plan_pair_fits_lava_for_any_scale(rt, peak, v_th, decay, decay_input, in_unit):  # noqa: F811
+    """Any weight scale and threshold: 8-bit weights within half a step, Lava's 17-bit vth, and v_th a
+    whole number k of steps whenever the largest weight's step is below the threshold (else one step)."""
+    quantize, _ = rt
+    w = np.random.default_rng(0).uniform(-1, 1, (5, 7))
+    w *= peak / np.abs(w).max()
+    syn = {"name": "fc", "op": "linear", "shape": [5]}
+    lif = {"name": "lif", "attrs": {"mode": 1, "decay": decay, "v_th": v_th, "v_reset": 0.0, "decay_input": decay_input}}
+    qs, unit, ql = quantize.plan_pair(syn, lif, {"weight": w}, in_unit)
+    step = unit / in_unit
+    k = ql["lava_vth"]
+    assert np.abs(qs["w"]).max() <= 255 and np.abs(qs["w"] * step - w).max() <= step / 2 * (1 + 1e-9)
+    assert 0 <= k <= 2 ** 17 - 1 and ql["vth"] == 64 * k + 1
+    gain = 1 / decay if decay_input else 1.0
+    if gain * in_unit * peak / 255 <= v_th * (1 - 1e-9):
+        assert np.isclose(k * unit * gain, v_th, rtol=1e-9)
+        if k < 2 ** 17 - 1:    # else k is clamped to Lava's largest vth and the step grows
+            assert np.abs(qs["w"]).max() >= 255 * k / (k + 1) - 0.5    # the finest such step
+    else:                      # a threshold below one step: Lava fires above k << 6, k in {0, 1}
+        membrane = unit * gain / 64
+        assert k <= 1 and (64 * k + 1) * membrane >= v_th * (1 - 1e-9) > (64 * k - 64) * membrane
+
+
 @given(st.integers(-(2 ** 26), 2 ** 26))
 def test_wrap24_is_lavas_formula(rt, v):  # noqa: F811
     """Lava's fixed-point LIF current: ``u > 2^23 -> u - 2^24``, then ``<= -2^23 -> u + 2^24``."""
