@@ -6,10 +6,11 @@ from spikeattn.export.lava import LavaError, run_lava, to_lava
 from spikeattn.export.loihi import LoihiReport, loihi_report
 from spikeattn.export.loihi_profile import LoihiProfile, load_loihi_profile
 from spikeattn.export.netx import to_netx
+from spikeattn.export.netx_qat import quantize_for_netx
 from spikeattn.export.nir import to_nir
 from spikeattn.export.nir_import import from_nir
 from spikeattn.export.per_step import PerStep
 
-__all__ = ["to_lava", "run_lava", "to_nir", "from_nir", "to_netx", "NotExportable", "LavaError", "LavaArtifact",
+__all__ = ["to_lava", "run_lava", "to_nir", "from_nir", "to_netx", "quantize_for_netx", "NotExportable", "LavaError", "LavaArtifact",
            "open_artifact", "PerStep", "fold_batchnorm", "build_graph", "loihi_report", "LoihiReport", "LoihiProfile",
            "load_loihi_profile"]

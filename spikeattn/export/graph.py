@@ -12,6 +12,7 @@ import copy
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from spikeattn.export.per_step import PerStep
 from spikeattn.neuron.lif import IF, LIF, PLIF
@@ -152,7 +153,8 @@ def build_graph(model: nn.Module, example_input: torch.Tensor) -> tuple[dict, di
     for path, m, per_step in leaves:
         if isinstance(m, SKIPPED):
             continue
-        fn = CONVERTERS.get(type(m))
+        # a parametrised module (e.g. weights on netx's grid, quantize_for_netx) converts as its own class
+        fn = CONVERTERS.get(parametrize.type_before_parametrizations(m))
         if fn is None:
             why = "BatchNorm must follow a Linear/Conv2d and be in eval mode" \
                 if isinstance(m, nn.modules.batchnorm._BatchNorm) else "no converter for this module type"

@@ -9,11 +9,13 @@ Layout (as lava-dl's slayer blocks write it and ``lava.lib.dl.netx.hdf5.Network`
 
 Mapping (fixed point, Loihi CUBA): ``iDecay = 4096`` (the current holds only this step's input),
 ``vDecay = round(4096 / tau_steps)`` (0 for IF), weights and bias multiplied by ``1/tau_steps`` when
-``decay_input`` (as for Lava, REFERENCE.md section 5), then per layer by a power-of-two ``scale``
-(largest weight mantissa in [64, 127]) and rounded; ``vThMant = round(v_th * scale)``; the scale is
-kept in the layer's HDF5 attribute ``spikeattn_scale``. CUBA fires on ``v > vth`` (ours ``>=``) and
-resets to 0, so soft reset and ``v_reset != 0`` are not exportable; netx has no pooling or residuals.
-Weights are netx's 8-bit signed mantissas (``[-128, 127]``). Average pooling (stride = kernel, no
+``decay_input`` (as for Lava, REFERENCE.md section 5), then per layer by a ``scale`` (by default
+a power of two, largest weight mantissa in [64, 127]; other rules in ``netx_grid.choose_scale``) and
+rounded; ``vThMant = round(v_th * scale)``; the scale is kept in the layer's HDF5 attribute
+``spikeattn_scale``. CUBA fires on ``v > vth`` (ours ``>=``) and resets to 0, so soft reset and
+``v_reset != 0`` are not exportable; netx has no pooling or residuals. Weights are netx's 8-bit
+signed mantissas (``|m| <= 127``). A model from ``quantize_for_netx`` (netx_qat.py) is written with
+exactly the numbers it computes with. Average pooling (stride = kernel, no
 padding, tiling its input) is linear, so it is folded into the next layer: a Conv's kernel repeated
 over each pooling window (stride and padding times the window), a Linear's columns spread over it,
 both divided by the window size. A conv-first network gets an ``input`` layer with only its
@@ -34,10 +36,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from spikeattn._paths import hardware_dir
 from spikeattn.export.graph import NotExportable, build_graph, fold_batchnorm
 from spikeattn.export.lava import _run_group
+from spikeattn.export.netx_grid import NetxGrid, choose_scale, round_to_grid
 from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF
 
 __all__ = ["to_netx", "run_netx", "netx_reference", "NetxError"]
@@ -73,10 +77,18 @@ def _input_gain(attrs: dict) -> float:
     return 1.0 / tau if tau is not None and attrs["decay_input"] else 1.0
 
 
-def _quantize(w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    peak = float(np.abs(w).max())
-    scale = 2.0 ** np.floor(np.log2(127.0 / peak)) if peak > 0 else 1.0   # largest mantissa in [64, 127]
-    return np.round(w * scale).astype(np.int32), np.round(b * scale).astype(np.int32), float(scale)
+def _grid_scale(module: nn.Module, factor: float) -> float | None:
+    """The scale ``quantize_for_netx`` fixed on ``module``'s weight (None if it has none)."""
+    if not parametrize.is_parametrized(module, "weight"):
+        return None
+    grids = [p for p in module.parametrizations.weight if isinstance(p, NetxGrid)]
+    if not grids:
+        return None
+    if not np.isclose(grids[-1].factor, factor, rtol=1e-12):
+        raise ValueError(f"module {type(module).__name__} was put on the netx grid with factor {grids[-1].factor:g} "
+                         f"(1/tau, 1/pooling window) but exports with {factor:g}: its neuron or pooling changed "
+                         "after quantize_for_netx")
+    return grids[-1].scale
 
 
 def _chain(graph: dict, named: dict) -> list[tuple]:
@@ -136,7 +148,7 @@ def _fold_pool(syn: dict, w: np.ndarray, pool) -> tuple[np.ndarray, dict]:
                "padding": [a["padding"][0] * kh, a["padding"][1] * kw]}
 
 
-def to_netx(model: nn.Module, path: str | os.PathLike, example_input: torch.Tensor) -> str:
+def to_netx(model: nn.Module, path: str | os.PathLike, example_input: torch.Tensor, scale: str = "pow2") -> str:
     """Write ``model`` as a netx HDF5 file (see the module docstring for the layout and mapping).
 
     Args:
@@ -144,6 +156,8 @@ def to_netx(model: nn.Module, path: str | os.PathLike, example_input: torch.Tens
             with hard reset to 0, ...; BatchNorm in eval mode (folded), average pooling folded.
         path: the ``.net`` file to write.
         example_input: ``[T, B, ...]``; fixes the input shape.
+        scale: how each layer's power-of-two weight scale is chosen (``netx_grid.choose_scale``:
+            ``"pow2"``, ``"full"`` or ``"mse"``); a layer ``quantize_for_netx`` put on the grid keeps its own.
 
     Returns:
         ``str(path)``. Raises NotExportable for max pooling, average pooling that does not tile
@@ -155,7 +169,7 @@ def to_netx(model: nn.Module, path: str | os.PathLike, example_input: torch.Tens
     from spikeattn._optional import require
 
     h5py = require("h5py", "to_netx (an HDF5 file)")
-    in_shape, layers_ = _netx_layers(model, example_input)
+    in_shape, layers_ = _netx_layers(model, example_input, scale)
     with h5py.File(path, "w") as f:
         layers, i = f.create_group("layer"), 0
         if layers_[0]["op"] == "conv2d":   # shape only: the conv block's own input port takes the spikes
@@ -194,8 +208,11 @@ def to_netx(model: nn.Module, path: str | os.PathLike, example_input: torch.Tens
     return str(path)
 
 
-def _netx_layers(model: nn.Module, example_input: torch.Tensor) -> tuple[list, list[dict]]:
-    """``(input shape, layers)``: every flatten and synapse + neuron layer as written, in order."""
+def _netx_layers(model: nn.Module, example_input: torch.Tensor, scale_rule: str = "pow2") -> tuple[list, list[dict]]:
+    """``(input shape, layers)``: every flatten and synapse + neuron layer as written, in order.
+
+    A layer's scale is the one ``quantize_for_netx`` fixed on it, else ``choose_scale(.., scale_rule)``.
+    """
     model = fold_batchnorm(model)
     graph, arrays = build_graph(model, example_input)
     named = dict(model.named_modules())
@@ -212,14 +229,17 @@ def _netx_layers(model: nn.Module, example_input: torch.Tensor) -> tuple[list, l
         gain = _input_gain(neuron["attrs"])
         w, attrs = _fold_pool(syn, arrays[syn["params"]["weight"]].astype(np.float64), pool)
         b = arrays[syn["params"]["bias"]].astype(np.float64) if "bias" in syn["params"] else np.zeros(w.shape[0])
-        w, b, scale = _quantize(w * gain, b * gain)
+        factor = gain / (1 if pool is None else pool[0][0] * pool[0][1])    # file weight = w * factor * scale
+        w, b = w * gain, b * gain                                          # w holds the 1/window already
+        scale = _grid_scale(named[syn["name"]], factor) or choose_scale(w, scale_rule)
+        w, b = round_to_grid(w, scale), np.round(b * scale).astype(np.int32)
         out.append({"op": syn["op"], "shape": syn["shape"], "weight": w, "bias": b, "scale": scale, "gain": gain,
-                    "attrs": attrs, "pool": pool, "module": syn["name"], "neuron": neuron["name"],
+                    "factor": factor, "attrs": attrs, "pool": pool, "module": syn["name"], "neuron": neuron["name"],
                     "neuron_params": _neuron_params(neuron["attrs"], scale)})
     return graph["nodes"][0]["shape"], out
 
 
-def netx_reference(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
+def netx_reference(model: nn.Module, example_input: torch.Tensor, scale: str = "pow2") -> nn.Module:
     """The torch model with the numbers a ``to_netx`` file holds: BatchNorm folded, each layer's
     weights and bias on its 8-bit netx grid and its threshold at ``(vThMant + 1/64) / scale``
     (netx fires on ``v > vThMant << 6``, i.e. from one 1/64 step above; torch fires on ``>=``).
@@ -230,7 +250,7 @@ def netx_reference(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
     ref = fold_batchnorm(model)
     named = dict(ref.named_modules())
     with torch.no_grad():
-        for layer in _netx_layers(model, example_input)[1]:
+        for layer in _netx_layers(model, example_input, scale)[1]:
             if layer["op"] == "flatten":
                 continue
             real = layer["scale"] * layer["gain"]
@@ -243,11 +263,20 @@ def netx_reference(model: nn.Module, example_input: torch.Tensor) -> nn.Module:
                     w = w.reshape(w.shape[0], c, h // kh, kh, wd // kw, kw)[:, :, :, 0, :, 0]
                     w = w.reshape(w.shape[0], -1) * (kh * kw)
             syn = named[layer["module"]]
-            syn.weight.copy_(torch.as_tensor(w, dtype=syn.weight.dtype).reshape(syn.weight.shape))
+            _tensor(syn, "weight").copy_(torch.as_tensor(w, dtype=syn.weight.dtype).reshape(syn.weight.shape))
             if syn.bias is not None:
-                syn.bias.copy_(torch.as_tensor(layer["bias"] / real, dtype=syn.bias.dtype))
+                _tensor(syn, "bias").copy_(torch.as_tensor(layer["bias"] / real, dtype=syn.bias.dtype))
             named[layer["neuron"]].v_th = (layer["neuron_params"]["vThMant"] + 1 / 64) / layer["scale"]
     return ref
+
+
+def _tensor(module: nn.Module, role: str) -> torch.Tensor:
+    """The stored tensor behind ``module.<role>``: under a netx grid parametrisation (quantize_for_netx)
+    its ``original``, which a value already on the grid passes through unchanged. (Removing the
+    parametrisation instead would strip it from every deep copy too: they share one injected class.)"""
+    if parametrize.is_parametrized(module, role):
+        return getattr(module.parametrizations, role).original
+    return getattr(module, role)
 
 
 def netx_python() -> Path:

@@ -65,7 +65,8 @@ def torch_layers(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
     t, b = x.shape[:2]
     out, hooks = {}, []
     for path, m in model.named_modules():
-        if not list(m.children()):
+        # a parametrised weight (quantize_for_netx) is a child module: not a layer of its own
+        if ".parametrizations." not in path and not [n for n, _ in m.named_children() if n != "parametrizations"]:
             # PerStep layers see [T*B, ...], the others [T, B, ...]: flatten the sample dims.
             hooks.append(m.register_forward_hook(
                 lambda mod, a, y, path=path: out.__setitem__(path, y.detach().reshape(t, b, -1))))

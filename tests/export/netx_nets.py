@@ -6,12 +6,18 @@ initialisation make every layer fire 6-25% of the time on the input below.
 
 from __future__ import annotations
 
+import functools
+import tempfile
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import spikeattn.neuron as N
 from spikeattn.data import fashion_mnist
+from spikeattn.data.datasets import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 from spikeattn.export import PerStep
+from spikeattn.train import TrainConfig, accuracy, train
 
 
 def rate_input(n: int, t: int, seed: int = 0) -> torch.Tensor:
@@ -20,6 +26,51 @@ def rate_input(n: int, t: int, seed: int = 0) -> torch.Tensor:
     img = fashion_mnist("test", limit=n).images
     img = (img - img.amin()) / (img.amax() - img.amin())
     return (torch.rand(t, *img.shape, generator=torch.Generator().manual_seed(seed)) < img).float()
+
+
+QAT_LR = 5e-4     # fine-tuning on netx's grid (quantize_for_netx): a quarter of the float training's
+
+
+def rate_code(images: torch.Tensor, t: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Normalised Fashion-MNIST images ``[B, 1, 28, 28]`` -> ``[T, B, 1, 28, 28]`` spikes, each pixel
+    firing with its intensity in [0, 1] as probability, every step."""
+    p = (images * FASHION_MNIST_STD + FASHION_MNIST_MEAN).clamp(0, 1)
+    return (torch.rand(t, *p.shape, generator=generator) < p).float()
+
+
+class RateClassifier(nn.Module):
+    """``images -> output firing rates [B, 10]`` of ``net`` on ``t`` steps of rate-coded input."""
+
+    def __init__(self, net: nn.Module, t: int, seed: int | None = None):
+        super().__init__()
+        self.net, self.t = net, t
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        N.reset(self.net)      # each batch is a new set of samples
+        return self.net(rate_code(images, self.t, self.generator)).mean(0)
+
+
+def fit(net: nn.Module, steps: int, t: int = 8, lr: float = 2e-3, seed: int = 0) -> nn.Module:
+    """Train ``net`` in place for ``steps`` AdamW steps of 64 Fashion-MNIST training images (the
+    project's loop; loss: MSE of the output firing rates to the one-hot label) and return it in eval mode."""
+    with tempfile.TemporaryDirectory(prefix="netx-fit-") as out:
+        config = TrainConfig(steps=steps, batch_size=64, lr=lr, seed=seed, out_dir=out, progress=False,
+                             log_every=max(steps, 1), grad_clip=1.0)
+        train(RateClassifier(net, t), _train_set(), config,
+              loss_fn=lambda rates, y: F.mse_loss(rates, F.one_hot(y, 10).float()))
+    return net.eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _train_set():
+    return fashion_mnist("train")
+
+
+def rate_accuracy(net: nn.Module, n: int = 2000, t: int = 8, seed: int = 0) -> float:
+    """Top-1 accuracy of the output firing rates on the first ``n`` Fashion-MNIST test images (one fixed
+    rate-coding draw)."""
+    return accuracy(RateClassifier(net, t, seed), fashion_mnist("test", limit=n), batch_size=500)
 
 
 def _gains(net: nn.Module, gains) -> nn.Module:
