@@ -156,8 +156,8 @@ def to_netx(model: nn.Module, path: str | os.PathLike, example_input: torch.Tens
             with hard reset to 0, ...; BatchNorm in eval mode (folded), average pooling folded.
         path: the ``.net`` file to write.
         example_input: ``[T, B, ...]``; fixes the input shape.
-        scale: how each layer's power-of-two weight scale is chosen (``netx_grid.choose_scale``:
-            ``"pow2"``, ``"full"`` or ``"mse"``); a layer ``quantize_for_netx`` put on the grid keeps its own.
+        scale: how each layer's weight scale is chosen (``netx_grid.choose_scale``: ``"pow2"``,
+            ``"full"`` or ``"mse"``); a layer ``quantize_for_netx`` put on the grid keeps its own.
 
     Returns:
         ``str(path)``. Raises NotExportable for max pooling, average pooling that does not tile

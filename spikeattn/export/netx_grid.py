@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["WMAX", "SCALE_RULES", "choose_scale", "NetxGrid"]
+__all__ = ["WMAX", "SCALE_RULES", "choose_scale", "round_to_grid", "NetxGrid"]
 
 WMAX = 127          # netx's signed 8-bit weight mantissa, symmetric
 SCALE_RULES = ("pow2", "full", "mse")
