@@ -1,7 +1,9 @@
 """The five networks whose netx files lava-dl must run (issue 14), and their spike input.
 
-Shared by tests/export/test_netx_lavadl.py and benchmarks/netx_agreement.py. Gains on the default
-initialisation make every layer fire 6-25% of the time on the input below.
+Shared by tests/export/test_netx_lavadl.py, test_netx_qat.py and benchmarks/netx_agreement.py. Gains on
+the default initialisation make every layer fire 6-25% of the time on the input below; ``fit`` trains a
+network (or its ``quantize_for_netx`` copy) with the project's loop on rate-coded Fashion-MNIST and
+``rate_accuracy`` measures it.
 """
 
 from __future__ import annotations
