@@ -59,8 +59,10 @@ def fused_wkv_backward(w, u, k, v, y, lse, gy, vector_math: bool = True):
     _check_dtype(k)
     w, u, k, v, y, lse, gy = (x.contiguous() for x in (w, u, k, v, y, lse, gy))
     B, T, C = k.shape
-    gw, gu = torch.zeros(B, C, dtype=k.dtype), torch.zeros(B, C, dtype=k.dtype)
-    gk, gv = torch.zeros_like(k), torch.zeros_like(v)
+    # every element is written by the kernel (gw, gu: one partial per (b, c)); zeros only for empty input
+    alloc = torch.empty if k.numel() else torch.zeros
+    gw, gu = alloc(B, C, dtype=k.dtype), alloc(B, C, dtype=k.dtype)
+    gk, gv = torch.empty_like(k), torch.empty_like(v)
     if k.numel():
         _entry("backward", k.dtype, vector_math)(
             *map(_ptr, (w, u, k, v, y, lse, gy, gw, gu, gk, gv)), B, T, C, torch.get_num_threads()
