@@ -251,7 +251,11 @@ def main(argv=None) -> dict:
                                          for case in CASES}
         print("speed-up vs baseline", args.baseline[:10], {k: round(v, 3) for k, v in result["speedup_vs_baseline"].items()},
               "| agreement", runs["agreement"])
-    print(f"wrote {_common.write_json(args.out, result)}")
+    out = Path(args.out)
+    if out.is_file():  # keep the earlier records (other machines, older code), newest first
+        old = json.loads(out.read_text())
+        result["previous_runs"] = [{k: v for k, v in old.items() if k != "previous_runs"}, *old.get("previous_runs", [])]
+    print(f"wrote {_common.write_json(out, result)}")
     return result
 
 

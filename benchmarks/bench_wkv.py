@@ -4,7 +4,9 @@
     python benchmarks/bench_wkv.py --quick         # tiny shapes, a smoke run
 
 Each row times ``y = wkv(w, u, k, v); (y * g).sum().backward()`` on [B, T, C] fp32 input and checks the
-fast path against the reference (outputs and the four gradients).
+fast path against the reference (outputs and the four gradients). On the CPU a ``cpu-scalar`` row runs
+the same kernels built without libmvec (scalar exp/log: what a machine without glibc's libmvec gets, and
+the kernel before vector math), called directly (forward + backward, no autograd).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import torch
 
 import _common
+from spikeattn.ops.wkv import cpu as wkv_cpu
 from spikeattn.ops.wkv import wkv
 
 PACKAGES = ("torch", "numpy")
@@ -24,6 +27,9 @@ QUICK_SHAPES = [(2, 16, 32)]
 
 
 def fwd_bwd(backend, inputs, g):
+    if backend == "cpu-scalar":
+        y, lse = wkv_cpu.fused_wkv_forward(*inputs, vector_math=False)
+        return y, list(wkv_cpu.fused_wkv_backward(*inputs, y, lse, g, vector_math=False))
     leaves = [x.detach().requires_grad_(True) for x in inputs]
     y = wkv(*leaves, backend=backend)
     (y * g).sum().backward()
@@ -58,18 +64,27 @@ def main(argv=None) -> int:
     for B, T, C in QUICK_SHAPES if args.quick else SHAPES:
         inputs, g = make_inputs(B, T, C, args.device)
         y_ref, g_ref = fwd_bwd("torch", inputs, g)
-        y, grads = fwd_bwd(fast, inputs, g)
-        errs = [max_rel_err(y, y_ref)] + [max_rel_err(a, e) for a, e in zip(grads, g_ref)]
-        checks.append({"shape": [B, T, C], "max_rel_err": max(errs), "ok": max(errs) < 1e-4})
-        for backend in ("torch", fast):
-            times = timer(lambda: fwd_bwd(backend, inputs, g), args.warmup, args.repeats)
-            rows.append({"backend": backend, "shape": f"{B}x{T}x{C}", **_common.summarize(times),
-                         "ns_per_element": 1e6 * min(times) / (B * T * C)})
+        backends = ("torch", fast, "cpu-scalar") if fast == "cpu" else ("torch", fast)
+        for backend in backends[1:]:
+            y, grads = fwd_bwd(backend, inputs, g)
+            errs = [max_rel_err(y, y_ref)] + [max_rel_err(a, e) for a, e in zip(grads, g_ref)]
+            checks.append({"backend": backend, "shape": [B, T, C], "max_rel_err": max(errs), "ok": max(errs) < 1e-4})
+        times = {backend: [] for backend in backends}
+        for i in range(args.warmup + args.repeats):  # interleaved: each round runs every backend once
+            for backend in backends:
+                ms = timer(lambda: fwd_bwd(backend, inputs, g), 0, 1)[0]
+                if i >= args.warmup:
+                    times[backend].append(ms)
+        for backend, t in times.items():
+            rows.append({"backend": backend, "shape": f"{B}x{T}x{C}", **_common.summarize(t),
+                         "ns_per_element": 1e6 * min(t) / (B * T * C)})
     for r in rows:
         ref = next(x for x in rows if x["shape"] == r["shape"] and x["backend"] == "torch")
         r["speedup_vs_torch"] = ref["min_ms"] / r["min_ms"]
     result = {"benchmark": "wkv_fwd_bwd", "device": args.device, "threads": args.threads, **_common.environment(PACKAGES),
-              "dtype": "float32", "rows": rows, "checks": checks, "all_checks_ok": all(c["ok"] for c in checks)}
+              "dtype": "float32", "vector_math": wkv_cpu.vector_math() if args.device == "cpu" else None,
+              "timing": "backends interleaved round by round in one process",
+              "rows": rows, "checks": checks, "all_checks_ok": all(c["ok"] for c in checks)}
     print(_common.table(rows, [("backend", "backend", "s"), ("B x T x C", "shape", "s"), ("median ms", "median_ms", ".2f"),
                                ("min ms", "min_ms", ".2f"), ("ns/elem", "ns_per_element", ".1f"),
                                ("speedup", "speedup_vs_torch", ".1f")]))

@@ -20,5 +20,5 @@ def test_quick_run(monkeypatch, tmp_path):
     finally:
         torch.set_num_threads(threads)
     data = json.loads((tmp_path / "w.json").read_text())
-    assert data["all_checks_ok"] and {r["backend"] for r in data["rows"]} == {"torch", "cpu"}
+    assert data["all_checks_ok"] and {r["backend"] for r in data["rows"]} == {"torch", "cpu", "cpu-scalar"}
     assert all(0 < r["min_ms"] <= r["median_ms"] for r in data["rows"])
