@@ -32,6 +32,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import _common
+from bench_models import MALLOC, set_malloc
 
 ROOT = Path(__file__).resolve().parents[1]
 BASELINE = "a7717e9778d0b149e76616d7e06e5f9a5d1906be"  # main before the fused WKV / token mix (issue 18)
@@ -66,6 +67,7 @@ def worker(args) -> None:
     one JSON line per command read from stdin (a case name: its time in ms; ``facts PATH``)."""
     import spikeattn as sa
 
+    set_malloc(args.malloc)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = sa.models.spikegpt(args.preset, vocab_size=96, context=max(args.context, args.train_block),
@@ -208,6 +210,7 @@ def main(argv=None) -> dict:
     p.add_argument("--repeats", type=int, default=11)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--step-calls", type=int, default=20, help="recurrent steps timed per round")
+    p.add_argument("--malloc", choices=tuple(MALLOC), default="default", help="glibc allocator setting of both workers")
     p.add_argument("--baseline", default=BASELINE, help="git revision to compare with, or 'none'")
     p.add_argument("--quick", action="store_true")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -219,7 +222,7 @@ def main(argv=None) -> dict:
     if args.worker:
         return worker(args)
     worker_argv = [f"--preset={args.preset}", f"--context={args.context}", f"--train-block={args.train_block}",
-                   f"--batch={args.batch}", f"--threads={args.threads}"] + (["--quick"] if args.quick else [])
+                   f"--batch={args.batch}", f"--threads={args.threads}", f"--malloc={args.malloc}"] + (["--quick"] if args.quick else [])
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         runs = run_workers(args, worker_argv, Path(tmp))
@@ -231,7 +234,8 @@ def main(argv=None) -> dict:
     result = {
         "benchmark": "spikegpt_cpu", **_common.environment(("torch",)), "command": "benchmarks/bench_spikegpt.py",
         "method": "two worker processes (this checkout; the baseline commit via git archive) with the same model "
-                  "and seed, timed alternately step by step; medians; glibc malloc defaults",
+                  "and seed, timed alternately step by step; medians",
+        "allocator": MALLOC[args.malloc],
         "preset": args.preset, "overrides": args.overrides, "threads": args.threads, "quick": args.quick,
         "batch": args.batch, "block": args.train_block, "context": args.context, "baseline_commit": args.baseline,
         "load_avg_1min": load, **runs,
