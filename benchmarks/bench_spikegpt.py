@@ -197,8 +197,8 @@ def run_workers(args, argv: list[str], tmp: Path) -> dict:
     finally:
         for w in workers.values():
             w.close()
-    out = {name: {"facts": info[name], **{case: {**_common.summarize(t), "ms_all": [round(v, 3) for v in t],
-                                                 "cpu_ms_median": statistics.median(cpu[name][case])}
+    out = {name: {"facts": info[name], **{case: {**_common.summarize(t), "cpu_ms_median": statistics.median(cpu[name][case]),
+                                                 **({} if case == "step" else {"ms_all": [round(v, 3) for v in t]})}
                                           for case, t in times[name].items()}} for name in workers}
     if "baseline" in out:
         out["agreement"] = compare({name: tmp / f"{name}.pt" for name in workers})
