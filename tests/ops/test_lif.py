@@ -51,7 +51,9 @@ def check_against_reference(x, p, v0=None):
         assert_close(v_cpu, v_ref, rtol=1e-6, atol=1e-6, what="v")
     rtol, atol = grad_tolerance(x.dtype)
     assert_close(g_cpu[0], g_ref[0], rtol, atol, what="grad x")
-    srtol = 1e-10 if sd == torch.float64 else 1e-6
+    # grad v0 is in the state dtype, but with half-precision input the gradient reaching it passes through
+    # values rounded to that dtype at different points in the two paths (seen: 2e-5 relative in bf16).
+    srtol = 1e-10 if sd == torch.float64 else 1e-6 if x.dtype == torch.float32 else grad_tolerance(x.dtype)[0]
     assert_close(g_cpu[1], g_ref[1], srtol, srtol / 10, what="grad v0")
     if p.mode == CHARGE_PLIF:  # a sum over every neuron-step: summation order differs
         assert_close(g_cpu[2], g_ref[2], 1e-5, 1e-6, what="grad k")
