@@ -4,10 +4,11 @@ Layout: ``MAGIC``, one JSON header line ``{"format_version", "kind", "bytes", "s
 ``torch.save`` payload. torch's own zip format does not check its CRCs on load (a checkpoint with
 flipped bytes resumed with a 2.4e24 weight), so the reader hashes the payload before unpickling.
 
-Writing is atomic and leaves no temporary file behind, even when the process is killed: the data
-goes into an unnamed ``O_TMPFILE`` inode (gone with the process) that is linked and renamed into
-place only once complete; where the file system cannot do that, a named temp file is used and
-stale ones of dead processes are swept on the next save.
+Writing is atomic, even when the process is killed: the data goes into an unnamed ``O_TMPFILE`` inode
+(gone with the process) that is linked under a temp name and renamed into place only once complete.
+A kill in the instant between link and rename leaves that temp name (with complete data); where the
+file system has no ``O_TMPFILE``, a named temp file is written instead. Either way, temps of dead
+processes are swept on the next save in the folder.
 """
 
 from __future__ import annotations
