@@ -90,7 +90,9 @@ void parallel_neurons(int64_t n, int nthreads, F body) {
   parallel_ranges(n, std::min<int64_t>(nthreads, n / (4 * BLOCK)), body);
 }
 
-template <typename in_t, typename acc_t>
+// KEEP_H: store the charged membrane for the backward; inference (no h_seq) skips that store,
+// a third of the pass's memory traffic.
+template <bool KEEP_H, typename in_t, typename acc_t>
 void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __restrict__ spikes,
              acc_t* __restrict__ h_seq, acc_t* __restrict__ v_last, int64_t T, int64_t N, int64_t M,
              const LifParams<acc_t> p, int nthreads) {
@@ -108,7 +110,7 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
         for (int64_t i = 0; i < nb; ++i) {
           const acc_t h = lif_charge(q, v[i], acc_t(to_acc(x[o + i])));
           const bool s = lif_fire(q, h);
-          h_seq[o + i] = h;
+          if constexpr (KEEP_H) h_seq[o + i] = h;
           spikes[o + i] = from_acc<in_t>(s ? acc_t(1) : acc_t(0));
           v[i] = lif_reset(q, h, s);
         }
@@ -256,14 +258,14 @@ LifParams<acc_t> make_params(double decay, int charge_mode, int decay_input, dou
 #define SA_PARAMS_ARGS \
   decay, charge_mode, decay_input, v_th, v_reset, soft_reset, detach_reset, surrogate, alpha
 
-// One C entry point per (input dtype, state dtype): called through ctypes.
+// One C entry point per (input dtype, state dtype): called through ctypes. A null h_seq: inference.
 #define SA_DEFINE(TAG, IN_T, ACC_T)                                                        \
   extern "C" void sa_lif_forward_##TAG(const void* x, const ACC_T* v0, void* spikes,       \
                                         ACC_T* h_seq, ACC_T* v_last, int64_t T, int64_t N, int64_t M, \
                                         SA_PARAMS_DECL, int nthreads) {                    \
-    forward<IN_T, ACC_T>(static_cast<const IN_T*>(x), v0, static_cast<IN_T*>(spikes),     \
-                         h_seq, v_last, T, N, M, make_params<ACC_T>(SA_PARAMS_ARGS),      \
-                         nthreads);                                                        \
+    const auto run = h_seq ? forward<true, IN_T, ACC_T> : forward<false, IN_T, ACC_T>;    \
+    run(static_cast<const IN_T*>(x), v0, static_cast<IN_T*>(spikes), h_seq, v_last, T, N, M, \
+        make_params<ACC_T>(SA_PARAMS_ARGS), nthreads);                                     \
   }                                                                                        \
   extern "C" void sa_lif_backward_##TAG(                                                   \
       const void* g_spikes, const ACC_T* g_v_last, const ACC_T* h_seq, const void* x,      \

@@ -33,6 +33,7 @@ _FREE_ATEN = frozenset("""
 # spikeattn's registered ops that are counted elsewhere or are not synaptic work.
 _FREE_PROJECT = frozenset({
     "spikeattn::lif_forward",      # one neuron update per element: counted by the counter's neuron hooks
+    "spikeattn::lif_inference",    # the same without autograd's state
     "spikeattn::wkv_forward",      # WKV recurrence: elementwise, like its torch reference
     "spikeattn::token_mix",        # SpikeGPT's token shift + mixes: elementwise, like its torch reference
 })

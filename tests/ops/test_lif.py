@@ -57,6 +57,9 @@ def check_against_reference(x, p, v0=None):
     assert_close(g_cpu[1], g_ref[1], srtol, srtol / 10, what="grad v0")
     if p.mode == CHARGE_PLIF:  # a sum over every neuron-step: summation order differs
         assert_close(g_cpu[2], g_ref[2], 1e-5, 1e-6, what="grad k")
+    with torch.no_grad():  # the inference op (no h stored): the same bits as the recorded forward
+        s_inf, v_inf = BACKENDS["cpu"](x, v0, p)
+    assert torch.equal(s_inf, s_cpu) and torch.equal(v_inf, v_cpu), "inference op differs from the forward"
     return s_ref
 
 
@@ -148,6 +151,28 @@ def test_saved_bytes_per_neuron_step():
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         lif_multi_step(x, None, p, "cpu")
     assert sum(storages.values()) <= 4 * T * B * N + 64  # h, plus the 0-dim decay scalar
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_inference_takes_the_op_without_h(grad):
+    """Where autograd records nothing the fused path runs ``lif_inference`` (no h written), else ``lif_forward``."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.name())
+            return func(*args, **(kwargs or {}))
+
+    p = LIFParameters(CHARGE_LIF, 2.0, 1.0, 0.0, True, True, SURROGATES[0])
+    x = torch.randn(3, 2, 300, requires_grad=grad)
+    with Ops() as ops:
+        lif_multi_step(x, None, p, "cpu")
+    lif_ops = [n for n in ops.names if n.startswith("spikeattn::lif")]
+    assert lif_ops == ["spikeattn::lif_forward" if grad else "spikeattn::lif_inference"]
 
 
 @pytest.mark.parametrize("mode", ["LIF", "PLIF"])

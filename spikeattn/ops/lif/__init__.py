@@ -24,10 +24,16 @@ __all__ = ["lif_multi_step", "BACKENDS", "resolve_backend", "state_dtype", "chec
 
 
 def fused_lif_multi_step(x_seq: torch.Tensor, v0: torch.Tensor, p: LIFParameters, batch_first: bool = False):
-    """The registered op (its CPU or CUDA kernel by device); same contract as the reference."""
+    """The registered op (its CPU or CUDA kernel by device); same contract as the reference.
+
+    Where autograd records nothing (inference), ``lif_inference``: the same kernel without storing h.
+    """
     decay = p.decay if p.mode == CHARGE_PLIF else torch.tensor(float(p.decay), dtype=v0.dtype)
-    spikes, v_last, _ = torch.ops.spikeattn.lif_forward(x_seq, v0, decay, batch_first, *LIFScalars.of(p))
-    return spikes, v_last
+    scalars = LIFScalars.of(p)
+    if torch.is_grad_enabled() and (x_seq.requires_grad or v0.requires_grad or decay.requires_grad):
+        spikes, v_last, _ = torch.ops.spikeattn.lif_forward(x_seq, v0, decay, batch_first, *scalars)
+        return spikes, v_last
+    return torch.ops.spikeattn.lif_inference(x_seq, v0, decay, batch_first, *scalars)
 
 
 BACKENDS = {"torch": naive_lif_multi_step, "cpu": fused_lif_multi_step, "cupy": fused_lif_multi_step}

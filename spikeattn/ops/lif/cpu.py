@@ -53,6 +53,18 @@ def fused_lif_forward(x, v0, decay, batch_first, *scalars):
     return spikes, v_last, h_seq
 
 
+@torch.library.impl("spikeattn::lif_inference", "cpu")
+def fused_lif_inference(x, v0, decay, batch_first, *scalars):
+    x, v0 = x.contiguous(), v0.contiguous()
+    spikes, v_last = torch.empty_like(x), torch.empty(v0.shape, dtype=state_dtype(x.dtype))
+    T, N, M = layout(x.shape, batch_first)
+    _entry("forward", x.dtype)(  # a null h_seq: the kernel skips storing it
+        _ptr(x), _ptr(v0), _ptr(spikes), None, _ptr(v_last), T, N, M,
+        float(decay), *scalars, torch.get_num_threads(),
+    )
+    return spikes, v_last
+
+
 @torch.library.impl("spikeattn::lif_backward", "cpu")
 def fused_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *scalars):
     x, v0 = x.contiguous(), v0.contiguous()

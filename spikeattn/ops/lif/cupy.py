@@ -139,6 +139,13 @@ def cuda_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *sc
     return grad_x, grad_v0, grad_k.to(device=decay.device, dtype=decay.dtype).reshape(decay.shape)
 
 
+def cuda_lif_inference(x, v0, decay, batch_first, *scalars):
+    """``(spikes, v_last)``: the forward kernel (its h_seq store is cheap next to a launch on a GPU)."""
+    spikes, v_last, _ = cuda_lif_forward(x, v0, decay, batch_first, *scalars)
+    return spikes, v_last
+
+
 # Registered without the decorator form, which returns None: tests call the functions directly.
 torch.library.impl("spikeattn::lif_forward", "cuda", cuda_lif_forward)
+torch.library.impl("spikeattn::lif_inference", "cuda", cuda_lif_inference)
 torch.library.impl("spikeattn::lif_backward", "cuda", cuda_lif_backward)

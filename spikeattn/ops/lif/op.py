@@ -1,4 +1,4 @@
-"""The registered multi-step LIF op (``spikeattn::lif_forward`` / ``lif_backward``).
+"""The registered multi-step LIF op (``spikeattn::lif_forward`` / ``lif_backward``, and ``lif_inference``).
 
 One schema, autograd rule and fake kernel for every fused path; each device registers its own
 kernel (``cpu.py`` for the CPU, ``cupy.py`` for CUDA). The forward returns the charged membrane
@@ -66,6 +66,11 @@ torch.library.define(
     "spikeattn::lif_forward",
     f"(Tensor x, Tensor v0, Tensor decay, bool batch_first, {SCALARS}) -> (Tensor, Tensor, Tensor)",
 )
+# Inference: the forward without h (nothing to keep for a backward); no autograd formula.
+torch.library.define(
+    "spikeattn::lif_inference",
+    f"(Tensor x, Tensor v0, Tensor decay, bool batch_first, {SCALARS}) -> (Tensor, Tensor)",
+)
 torch.library.define(
     "spikeattn::lif_backward",
     f"(Tensor grad_spikes, Tensor grad_v, Tensor h_seq, Tensor x, Tensor v0, Tensor decay, bool batch_first, "
@@ -77,6 +82,11 @@ torch.library.define(
 def _forward_fake(x, v0, decay, batch_first, *scalars):
     sd = state_dtype(x.dtype)
     return torch.empty_like(x), v0.new_empty(v0.shape, dtype=sd), x.new_empty(x.shape, dtype=sd)
+
+
+@torch.library.register_fake("spikeattn::lif_inference")
+def _inference_fake(x, v0, decay, batch_first, *scalars):
+    return torch.empty_like(x), v0.new_empty(v0.shape, dtype=state_dtype(x.dtype))
 
 
 @torch.library.register_fake("spikeattn::lif_backward")
