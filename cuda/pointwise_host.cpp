@@ -3,7 +3,8 @@
 //   relu_square:        y = r * r, r = max(x, 0);        dL/dx = (g * r) * 2  (torch: pow backward, threshold)
 //   sigmoid_gate (bwd): out = s * v, s = sigmoid(r) (torch computes s forward);
 //                       dL/dv = g * s, dL/dr = ((g * v) * (1 - s)) * s          (torch: mul, sigmoid backward)
-// Built by spikeattn/ops/_native.py, called through ctypes (spikeattn/ops/pointwise.py).
+// Built by spikeattn/ops/_native.py, called through ctypes (spikeattn/ops/relu_square/cpu.py,
+// spikeattn/ops/sigmoid_gate/cpu.py).
 #include <cstdint>
 
 #include "parallel.h"

@@ -22,7 +22,8 @@ from spikeattn import surrogate as sg
 from spikeattn._validate import check_ints
 from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
-from spikeattn.ops.pointwise import relu_square, sigmoid_gate
+from spikeattn.ops.relu_square import relu_square
+from spikeattn.ops.sigmoid_gate import sigmoid_gate
 from spikeattn.ops.token_mix import mix, token_mix, token_shift
 from spikeattn.ops.wkv import WKVState, state_dtype, wkv, wkv_step
 

@@ -190,7 +190,8 @@ def test_fast_paths_match_the_reference_formulation(n_layers, dim, batch, T):
     rounding (the vector exp/log of WKV round differently), gradients to 1e-4 of their scale."""
     from spikeattn.layers import rwkv
     from spikeattn.ops import token_mix as tm
-    from spikeattn.ops.pointwise import naive_relu_square, naive_sigmoid_gate
+    from spikeattn.ops.relu_square import naive_relu_square
+    from spikeattn.ops.sigmoid_gate import naive_sigmoid_gate
     from spikeattn.ops.token_mix.reference import naive_token_mix
 
     model = random_model(n_layers, dim=dim).train()
