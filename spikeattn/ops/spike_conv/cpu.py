@@ -1,0 +1,62 @@
+"""Fused CPU kernel of the spike-fed convolution's weight gradient: ``cuda/spike_conv_host.cpp`` through ctypes."""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+
+import torch
+
+from spikeattn.ops._native import host_availability, load_host_library
+from spikeattn.ops.spike_conv import op as _op  # noqa: F401  (defines the torch.library op)
+from spikeattn.ops.spike_conv.reference import naive_spike_conv_grad_weight
+
+_P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
+# Above this fraction of listed input entries (nonzeros, or zeros of mostly-one spikes) torch's dense
+# backward (oneDNN) is faster than the gather-sum: measured by benchmarks/bench_spike_conv.py.
+MAX_FRACTION = 0.35
+
+is_available = host_availability("spike_conv_host.cpp")  # builds once; False when it cannot be built here
+
+
+@functools.lru_cache(maxsize=None)
+def _entry():
+    fn = load_host_library("spike_conv_host.cpp").sa_spike_conv_grad_weight_f32
+    fn.argtypes = [_P, _P, _P] + [_I64] * 19 + [_I, _I, _I]
+    fn.restype = _I
+    return fn
+
+
+def plan(x: torch.Tensor) -> tuple[bool, bool, float]:
+    """``(binary, complement, listed)``: x holds only 0/1; list its zeros (mostly ones); the fraction listed."""
+    n = x.numel()
+    nnz = int(torch.count_nonzero(x)) if n else 0
+    binary = n == 0 or int(x.max()) <= 1
+    complement = binary and 2 * nnz > n
+    return binary, complement, ((n - nnz) if complement else nnz) / max(n, 1)
+
+
+def padding(size: int, out: int, k: int, s: int, p: int, d: int) -> tuple[int, int, int]:
+    """``(before, offset, total)`` of grad_y's zero-padded copy along one side: input ``i`` and tap ``r``
+    read padded position ``(i + offset - r d) / s``, inside ``[0, total)`` for every ``i`` and ``r``."""
+    before = max(0, -(-((k - 1) * d - p) // s))   # ceil(((k-1)d - p) / s), at least 0
+    offset = p + before * s
+    return before, offset, max(before + out, (size - 1 + offset) // s + 1)
+
+
+@torch.library.impl("spikeattn::spike_conv_grad_weight", "cpu")
+def fused_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation):
+    binary, complement, listed = plan(x)
+    if listed > MAX_FRACTION or grad_y.dtype != torch.float32:
+        return naive_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation)
+    grad_y, x = grad_y.contiguous(), x.contiguous()  # kept in locals: the C code reads their memory
+    (n, c, h, w), (o, _, kh, kw), (oh, ow) = x.shape, weight_size, grad_y.shape[2:]
+    top, offh, hp = padding(h, oh, kh, stride[0], padding_[0], dilation[0])
+    left, offw, wp = padding(w, ow, kw, stride[1], padding_[1], dilation[1])
+    grad_w = grad_y.new_empty(list(weight_size))
+    if grad_w.numel() == 0:
+        return grad_w
+    done = _entry()(grad_y.data_ptr(), x.data_ptr(), grad_w.data_ptr(), n, c, h, w, o, oh, ow, hp, wp, top, left,
+                    kh, kw, stride[0], stride[1], offh, offw, dilation[0], dilation[1], int(binary), int(complement),
+                    torch.get_num_threads())
+    return grad_w if done else naive_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation)
