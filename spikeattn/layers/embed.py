@@ -10,6 +10,7 @@ from spikeattn._validate import check_int
 from spikeattn.functional.norm import masked_batch_norm
 from spikeattn.layers.checks import check_input
 from spikeattn.layers.seq import NeuronSpec, PerFrame
+from spikeattn.ops.spike_conv import spike_conv2d
 
 __all__ = ["SPS", "SCS", "ConvBNLIF", "sps_grid"]
 
@@ -26,12 +27,19 @@ def sps_grid(img_size: tuple[int, int], n_pools: int) -> tuple[int, int]:
 
 
 class ConvBNLIF(nn.Module):
-    """Conv3x3 (no bias) - BN - LIF on ``[T, B, C_in, H, W]``, then an optional MaxPool(3, 2, 1)."""
+    """Conv3x3 (no bias) - BN - LIF on ``[T, B, C_in, H, W]``, then an optional MaxPool(3, 2, 1).
 
-    def __init__(self, in_channels: int, out_channels: int, pool: bool, neuron: NeuronSpec):
+    ``spike_input=True`` (inputs are spikes or spike counts, not images): fp32 CPU training runs the
+    conv as ``spikeattn.ops.spike_conv.spike_conv2d``, the same forward bits with the input kept in
+    1 byte for backward and a weight gradient summed over the nonzero inputs.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, pool: bool, neuron: NeuronSpec,
+                 spike_input: bool = False):
         super().__init__()
         self.conv = PerFrame(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
                              nn.BatchNorm2d(out_channels))
+        self.spike_input = spike_input
         self.lif = neuron.make()
         # Pooling spikes (after the LIF, as the V1 code does) keeps the output binary.
         self.pool = PerFrame(nn.MaxPool2d(3, stride=2, padding=1)) if pool else nn.Identity()
@@ -45,8 +53,23 @@ class ConvBNLIF(nn.Module):
         """
         return self.pool(self.lif(self._conv_bn(x)))
 
+    def spike_conv(self, x: torch.Tensor) -> bool:
+        """Whether the conv of ``x`` runs as spike_conv2d: spike inputs, fp32 CPU training with gradients."""
+        w = self.conv[0].weight
+        return (self.spike_input and self.training and torch.is_grad_enabled() and x.device.type == "cpu"
+                and x.dtype == torch.float32 and w.dtype == torch.float32 and not torch.is_autocast_enabled("cpu"))
+
+    def frames_conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv (no BN) on frames ``[T*B, C_in, H, W]``: spike_conv2d where ``spike_conv``, else Conv2d."""
+        conv = self.conv[0]
+        if self.spike_conv(x):
+            return spike_conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
+        return conv(x)
+
     def _conv_bn(self, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[0]
+        if self.spike_conv(x):
+            return self.conv[1](self.frames_conv(x.flatten(0, 1))).unflatten(0, (t, x.shape[1]))
         if t == 1 or x.stride(0) != 0:
             return self.conv(x)
         conv, bn = self.conv
@@ -105,9 +128,9 @@ class SPS(nn.Module):
         self.in_channels, self.dim, self.pool_stages = in_channels, dim, pool_stages
         widths = [in_channels, dim // 8, dim // 4, dim // 2, dim]
         self.stages = nn.Sequential(*(
-            ConvBNLIF(widths[i], widths[i + 1], i in pool_stages, neuron) for i in range(4)
+            ConvBNLIF(widths[i], widths[i + 1], i in pool_stages, neuron, spike_input=i > 0) for i in range(4)
         ))
-        self.rpe = ConvBNLIF(dim, dim, False, neuron)
+        self.rpe = ConvBNLIF(dim, dim, False, neuron, spike_input=True)
         self.grid = sps_grid(self.img_size, len(pool_stages))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,7 +213,8 @@ class SCS(nn.Module):
         self.stages = sps.stages
         widths = [dim // 8, dim // 4, dim // 2, dim]
         self.extras = nn.ModuleList(
-            nn.ModuleList(ConvBNLIF(widths[i], widths[i], False, neuron) for _ in range(extra_convs[i]))
+            nn.ModuleList(ConvBNLIF(widths[i], widths[i], False, neuron, spike_input=True)
+                          for _ in range(extra_convs[i]))
             for i in range(4)
         )
         self.rpe = sps.rpe
@@ -202,10 +226,10 @@ class SCS(nn.Module):
         x = mask(x)
         for stage, extras in zip(self.stages, self.extras):
             # mask before the pool too: a 3x3 pool window reaches into masked neighbours
-            x = mask(stage.pool(mask(stage.lif(_conv_bn(stage.conv, x, mask)))))
+            x = mask(stage.pool(mask(stage.lif(_conv_bn(stage, x, mask)))))
             for conv in extras:
-                x = x + mask(conv.lif(_conv_bn(conv.conv, x, mask)))
-        y = x + mask(self.rpe.lif(_conv_bn(self.rpe.conv, x, mask)))
+                x = x + mask(conv.lif(_conv_bn(conv, x, mask)))
+        y = x + mask(self.rpe.lif(_conv_bn(self.rpe, x, mask)))
         return y.flatten(3).transpose(2, 3).contiguous()  # (T, B, N, C)
 
     @property
@@ -217,14 +241,16 @@ class SCS(nn.Module):
                 f"pool_stages={self.pool_stages}, extra_convs={self.extra_convs}")
 
 
-def _conv_bn(block: PerFrame, x: torch.Tensor, mask: "_Remask") -> torch.Tensor:
-    """``block`` (PerFrame(Conv2d, BatchNorm2d)) on ``[T, B, C, h, w]``; under a mask, BN's batch
-    statistics count only the visible cells (SparK's sparse BN: ``masked_batch_norm`` says why)."""
-    if mask.keep is None or not block[1].training:
-        return block(x)
-    conv, bn = block
+def _conv_bn(layer: ConvBNLIF, x: torch.Tensor, mask: "_Remask") -> torch.Tensor:
+    """``layer``'s conv and BN on ``[T, B, C, h, w]``; under a mask, BN's batch statistics count only
+    the visible cells (SparK's sparse BN: ``masked_batch_norm`` says why)."""
+    bn = layer.conv[1]
+    if not layer.spike_conv(x) and (mask.keep is None or not bn.training):
+        return layer.conv(x)
     t, b = x.shape[:2]
-    y = conv(x.flatten(0, 1))                                                   # (T*B, C, h, w)
+    y = layer.frames_conv(x.flatten(0, 1))                                      # (T*B, C, h, w)
+    if mask.keep is None or not bn.training:
+        return bn(y).unflatten(0, (t, b))
     visible = mask.at(y.shape[-2:], y.dtype).expand(t, -1, -1, -1, -1).flatten(0, 1)
     momentum = bn.momentum or 0.0
     if bn.track_running_stats:
