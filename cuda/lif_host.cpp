@@ -90,25 +90,42 @@ void parallel_neurons(int64_t n, int nthreads, F body) {
   parallel_ranges(n, std::min<int64_t>(nthreads, n / (4 * BLOCK)), body);
 }
 
+// Per-channel input affine y = fma(x, alpha[c], beta[c]) of an eval-mode BatchNorm (bn_inference
+// below): channel c = (n / inner) % C of neuron n. Null alpha: no affine.
+struct Affine {
+  const float* alpha = nullptr;
+  const float* beta = nullptr;
+  int64_t C = 1, inner = 1;
+};
+
 // KEEP_H: store the charged membrane for the backward; inference (no h_seq) skips that store,
-// a third of the pass's memory traffic.
-template <bool KEEP_H, typename in_t, typename acc_t>
+// a third of the pass's memory traffic. A null v0 starts every neuron at v_reset (from rest).
+template <bool KEEP_H, bool AFFINE, typename in_t, typename acc_t>
 void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __restrict__ spikes,
              acc_t* __restrict__ h_seq, acc_t* __restrict__ v_last, int64_t T, int64_t N, int64_t M,
-             const LifParams<acc_t> p, int nthreads) {
+             const LifParams<acc_t> p, int nthreads, const Affine affine = {}) {
   parallel_neurons(N, nthreads, [=](int, int64_t lo, int64_t hi) {
     // A local copy of the parameters: provably unaliased by the output stores, so the compiler
     // hoists the mode branches out of the inner loop and vectorises it.
     const LifParams<acc_t> q = p;
-    acc_t v[BLOCK];
+    acc_t v[BLOCK], a[AFFINE ? BLOCK : 1], c0[AFFINE ? BLOCK : 1];
     for (int64_t b = lo, nb; b < hi; b += nb) {
       nb = block_len(b, hi, M);
       const int64_t base = step0(b, T, M);
-      for (int64_t i = 0; i < nb; ++i) v[i] = v0[b + i];
+      for (int64_t i = 0; i < nb; ++i) v[i] = v0 ? v0[b + i] : q.v_reset;
+      if constexpr (AFFINE) {  // the block's channels, once for its T steps
+        int64_t c = (b / affine.inner) % affine.C, r = b % affine.inner;
+        for (int64_t i = 0; i < nb; ++i) {
+          a[i] = affine.alpha[c], c0[i] = affine.beta[c];
+          if (++r == affine.inner) r = 0, c = c + 1 == affine.C ? 0 : c + 1;
+        }
+      }
       for (int64_t t = 0; t < T; ++t) {
         const int64_t o = base + t * M;
         for (int64_t i = 0; i < nb; ++i) {
-          const acc_t h = lif_charge(q, v[i], acc_t(to_acc(x[o + i])));
+          acc_t in = acc_t(to_acc(x[o + i]));
+          if constexpr (AFFINE) in = std::fma(in, a[i], c0[i]);  // BN's one rounding (ATen's is an fma too)
+          const acc_t h = lif_charge(q, v[i], in);
           const bool s = lif_fire(q, h);
           if constexpr (KEEP_H) h_seq[o + i] = h;
           spikes[o + i] = from_acc<in_t>(s ? acc_t(1) : acc_t(0));
@@ -263,9 +280,9 @@ LifParams<acc_t> make_params(double decay, int charge_mode, int decay_input, dou
   extern "C" void sa_lif_forward_##TAG(const void* x, const ACC_T* v0, void* spikes,       \
                                         ACC_T* h_seq, ACC_T* v_last, int64_t T, int64_t N, int64_t M, \
                                         SA_PARAMS_DECL, int nthreads) {                    \
-    const auto run = h_seq ? forward<true, IN_T, ACC_T> : forward<false, IN_T, ACC_T>;    \
+    const auto run = h_seq ? forward<true, false, IN_T, ACC_T> : forward<false, false, IN_T, ACC_T>; \
     run(static_cast<const IN_T*>(x), v0, static_cast<IN_T*>(spikes), h_seq, v_last, T, N, M, \
-        make_params<ACC_T>(SA_PARAMS_ARGS), nthreads);                                     \
+        make_params<ACC_T>(SA_PARAMS_ARGS), nthreads, Affine{});                           \
   }                                                                                        \
   extern "C" void sa_lif_backward_##TAG(                                                   \
       const void* g_spikes, const ACC_T* g_v_last, const ACC_T* h_seq, const void* x,      \
@@ -280,3 +297,23 @@ SA_DEFINE(f32, float, float)
 SA_DEFINE(f64, double, double)
 SA_DEFINE(f16, _Float16, float)
 SA_DEFINE(bf16, bf16, float)
+
+// Eval-mode BatchNorm then LIF, time-major fp32, inference (no h): x [T, N], channel c of neuron n
+// is (n / inner) % C. Scale and shift are ATen's (batch_norm_kernel.cpp,
+// batch_norm_cpu_collect_linear_and_constant_terms): invstd = 1 / sqrt(var + float(eps)),
+// alpha = invstd * w, beta = b - mean * alpha, and the output x * alpha + beta, the last two
+// contracted to one fma each by its compiler. spikeattn/ops/lif/bn.py checks the match at run time.
+extern "C" void sa_lif_bn_inference_f32(const float* x, const float* v0, float* spikes, float* v_last,
+                                        int64_t T, int64_t N, const float* mean, const float* var,
+                                        const float* weight, const float* bias, double eps, int64_t C,
+                                        int64_t inner, SA_PARAMS_DECL, int nthreads) {
+  std::vector<float> scale(C), shift(C);  // BN's alpha and beta (alpha names the surrogate's here)
+  for (int64_t c = 0; c < C; ++c) {
+    const float invstd = 1 / std::sqrt(var[c] + static_cast<float>(eps));
+    scale[c] = invstd * (weight ? weight[c] : 1.0f);
+    shift[c] = std::fma(-mean[c], scale[c], bias ? bias[c] : 0.0f);
+  }
+  forward<false, true, float, float>(x, v0, spikes, nullptr, v_last, T, N, N,
+                                     make_params<float>(SA_PARAMS_ARGS), nthreads,
+                                     Affine{scale.data(), shift.data(), C, inner});
+}

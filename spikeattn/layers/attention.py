@@ -103,10 +103,10 @@ class SpikingSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tokens(x, self.dim, module=self)
-        qkv = self.qkv_lif(self.qkv(x))                      # (T, B, N, 3C)
+        qkv = self.qkv.fire(x, self.qkv_lif)                 # (T, B, N, 3C)
         scale = self.scale * _TOKEN_FACTOR.get()
         a = self.attn_lif(ssa_tokens(qkv, self.heads, scale, self.order)).to(x.dtype)  # (T, B, N, C)
-        return self.proj_lif(self.proj(a, is_spikes=True))
+        return self.proj.fire(a, self.proj_lif, is_spikes=True)
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, heads={self.heads}, scale={self.scale}, order={self.order!r}"
@@ -138,10 +138,10 @@ class SpikeDrivenSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tokens(x, self.dim, module=self)
-        q, k, v = self.qkv_lif(self.qkv(x)).chunk(3, dim=-1)        # 3 x (T, B, N, C)
+        q, k, v = self.qkv.fire(x, self.qkv_lif).chunk(3, dim=-1)   # 3 x (T, B, N, C)
         # counts up to N: summed in fp32 (bf16 holds integers exactly only up to 256)
         kv = self._kv_fire((k * v).sum(dim=2, keepdim=True, dtype=acc_dtype(x.dtype))).to(q.dtype)  # (T, B, 1, C)
-        return self.proj_lif(self.proj(q * kv, is_spikes=True))
+        return self.proj.fire(q * kv, self.proj_lif, is_spikes=True)
 
     def _kv_fire(self, kv_sum: torch.Tensor) -> torch.Tensor:
         factor = _TOKEN_FACTOR.get()

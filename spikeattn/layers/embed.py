@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from spikeattn._validate import check_int
 from spikeattn.functional.norm import masked_batch_norm
 from spikeattn.layers.checks import check_input
-from spikeattn.layers.seq import NeuronSpec, PerFrame
+from spikeattn.layers.seq import NeuronSpec, PerFrame, bn_lif, fuse_bn_lif
 from spikeattn.ops.spike_conv import spike_conv2d
 
 __all__ = ["SPS", "SCS", "ConvBNLIF", "sps_grid"]
@@ -51,6 +51,9 @@ class ConvBNLIF(nn.Module):
         image: the conv then runs once on the B images and its output is repeated T times, the same
         bits as T*B convs (a frame's conv does not depend on its batch; ``tests/layers/test_sps_fast.py``).
         """
+        conv, bn = self.conv
+        if fuse_bn_lif(x, bn, self.lif, self.conv, conv):  # inference: BN applied as the LIF reads
+            return self.pool(bn_lif(self._conv(x), bn, self.lif, channel_dim=2))
         return self.pool(self.lif(self._conv_bn(x)))
 
     def spike_conv(self, x: torch.Tensor) -> bool:
@@ -65,6 +68,14 @@ class ConvBNLIF(nn.Module):
         if self.spike_conv(x):
             return spike_conv2d(x, conv.weight, conv.bias, conv.stride, conv.padding, conv.dilation)
         return conv(x)
+
+    def _conv(self, x: torch.Tensor) -> torch.Tensor:
+        """The conv alone, ``[T, B, C_out, H, W]``; once per image for direct encoding (as ``_conv_bn``)."""
+        t, conv = x.shape[0], self.conv[0]
+        if t == 1 or x.stride(0) != 0:
+            return conv(x.flatten(0, 1)).unflatten(0, (t, x.shape[1]))
+        y = conv(x[0])
+        return y.unsqueeze(0).expand(t, *y.shape)
 
     def _conv_bn(self, x: torch.Tensor) -> torch.Tensor:
         t = x.shape[0]

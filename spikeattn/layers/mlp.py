@@ -32,7 +32,7 @@ class SpikingMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tokens(x, self.dim, module=self)
-        return self.lif2(self.fc2(self.lif1(self.fc1(x)), is_spikes=True))
+        return self.fc2.fire(self.fc1.fire(x, self.lif1), self.lif2, is_spikes=True)
 
 
 class SpikformerBlock(nn.Module):

@@ -15,9 +15,12 @@ from torch import nn
 from spikeattn import surrogate as sg
 from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
+from spikeattn.neuron.lif import _Neuron
+from spikeattn.ops.lif import check_input as check_lif_input, resolve_backend
+from spikeattn.ops.lif.bn import bn_lif_inference, exact_here
 from spikeattn.ops.spike_linear import spike_linear
 
-__all__ = ["NeuronSpec", "PerFrame", "LinearBN", "check_tokens"]
+__all__ = ["NeuronSpec", "PerFrame", "LinearBN", "check_tokens", "fuse_bn_lif", "bn_lif"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,40 @@ class LinearBN(nn.Module):
         """``is_spikes=True``: ``x`` is a LIF output (0/1), stored for backward without a check."""
         y = spike_linear(x, self.linear.weight, self.linear.bias, is_spikes)
         return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)  # BN over (T*B*N, C)
+
+    def fire(self, x: torch.Tensor, lif: nn.Module, is_spikes: bool = False) -> torch.Tensor:
+        """``lif(self(x))``: BN and the LIF in one pass for inference (``fuse_bn_lif``), else the modules."""
+        if not fuse_bn_lif(x, self.bn, lif, self, self.linear):
+            return lif(self(x, is_spikes))
+        return bn_lif(spike_linear(x, self.linear.weight, self.linear.bias, is_spikes), self.bn, lif, x.dim() - 1)
+
+
+
+def fuse_bn_lif(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module, *watched: nn.Module) -> bool:
+    """Whether ``lif(bn(layer(x)))`` may run as ``bn_lif(layer's output)``: nothing can tell the difference.
+
+    That is inference on the CPU: an eval-mode BN with running statistics, a stateless multi-step
+    neuron, fp32, no autograd recording (through ``x`` or any parameter of the modules), and no
+    hooks on the modules (``watched`` are the others the unfused path calls, e.g. the Linear+BN
+    block): an op counter or an exporter that watches them sees them run.
+    """
+    if not (isinstance(lif, _Neuron) and not lif.stateful and lif.step_mode == "m" and not lif.batch_first
+            and not bn.training and bn.running_mean is not None and isinstance(x, torch.Tensor)
+            and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
+        return False
+    modules = (bn, lif, *watched)
+    if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for m in modules for t in m.parameters())):
+        return False
+    if any(getattr(m, h) for m in modules for h in _HOOKS) or any(getattr(nn.modules.module, f"_global{h}") for h in _HOOKS):
+        return False
+    return resolve_backend(lif.backend, x, lif.surrogate) == "cpu" and exact_here()
+
+
+def bn_lif(y: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module, channel_dim: int) -> torch.Tensor:
+    """``lif(bn(y))`` in one pass (``spikeattn.ops.lif.bn``: the same bits), where ``fuse_bn_lif`` said so."""
+    check_lif_input(y, "x_seq")
+    spikes, _ = bn_lif_inference(y, bn, lif.parameters_for(torch.float32), channel_dim)
+    return spikes
+
+
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks")

@@ -1,0 +1,79 @@
+"""Inference fuses each eval-mode BatchNorm with the LIF after it (``layers.seq.fuse_bn_lif``): whole models give
+the same bits as the unfused modules, and the fusion stays off wherever something could tell (training,
+autograd recording, hooks on the modules)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import spikeattn as sa
+import spikeattn.layers.embed as embed
+import spikeattn.layers.seq as seq
+
+
+class _Ops(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+def _model(attention):
+    torch.manual_seed(0)
+    model = sa.models.spikformer("spikformer-4-384", depth=2, dim=64, heads=4, T=3, attention=attention)
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):  # trained-like statistics: every layer fires
+            with torch.no_grad():
+                m.running_mean.normal_(0.0, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.bias.fill_(0.8)
+    return model.eval()
+
+
+def _run(model, x):
+    assert seq.exact_here()  # its one-time probe (two fused calls) runs before the recording
+    with torch.no_grad(), _Ops() as ops:
+        out = model(x)
+    return out, ops.names
+
+
+@pytest.mark.parametrize("attention", ["ssa", "sdsa"])
+def test_model_same_bits_fused_and_unfused(attention, monkeypatch):
+    model, x = _model(attention), torch.rand(2, 3, 32, 32)
+    fused, names = _run(model, x)
+    assert names.count("spikeattn::bn_lif_inference") == 5 + 2 * 4  # stem (4 stages + rpe), 4 per block
+    assert "aten::native_batch_norm" not in names and "aten::_native_batch_norm_legit_no_training" not in names
+    monkeypatch.setattr(seq, "fuse_bn_lif", lambda *a: False)
+    monkeypatch.setattr(embed, "fuse_bn_lif", lambda *a: False)
+    plain, names = _run(model, x)
+    assert "spikeattn::bn_lif_inference" not in names
+    assert torch.equal(fused, plain)
+
+
+def test_hooks_training_and_autograd_turn_it_off():
+    model, x = _model("ssa"), torch.rand(2, 3, 32, 32)
+    handle = model.blocks[0].mlp.lif1.register_forward_hook(lambda *a: None)
+    _, names = _run(model, x)
+    assert names.count("spikeattn::bn_lif_inference") == 12  # all but the hooked one
+    handle.remove()
+    with _Ops() as ops:  # eval, but autograd records through the weights
+        model(x)
+    assert "spikeattn::bn_lif_inference" not in ops.names
+    model.train()
+    _, names = _run(model, x)
+    assert "spikeattn::bn_lif_inference" not in names
+
+
+def test_op_counter_sees_every_module():
+    model, x = _model("ssa"), torch.rand(2, 3, 32, 32)
+    with torch.no_grad(), _Ops() as ops:
+        report = sa.opcount.count(model, x)
+    assert "spikeattn::bn_lif_inference" not in ops.names
+    neurons = [n for n, m in model.named_modules() if isinstance(m, sa.neuron.LIF)]
+    assert len(neurons) == 5 + 2 * 5 and set(report.firing_rates) == set(neurons)

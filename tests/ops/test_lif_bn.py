@@ -1,0 +1,55 @@
+"""Eval-mode BatchNorm + LIF in one pass (``spikeattn::bn_lif_inference``): the bits of ``F.batch_norm``
+followed by the LIF loop, for every neuron setting, both of ATen's BN layouts and odd sizes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF, CHARGE_PLIF, LIFParameters
+from spikeattn.ops.lif.bn import bn_lif_inference, exact_here, reference_bn_lif
+from tests.conftest import SURROGATES
+
+
+def test_exact_on_this_machine():
+    """x86 CPUs with FMA (CI's, ours): ATen's BN is one fma per value, as the kernel's."""
+    assert exact_here()
+
+
+@settings(max_examples=60, deadline=None)
+@given(t=st.integers(1, 5), lead=st.lists(st.integers(1, 4), min_size=1, max_size=2), c=st.integers(1, 70),
+       tail=st.lists(st.integers(1, 9), max_size=2), mode=st.sampled_from([CHARGE_IF, CHARGE_LIF, CHARGE_PLIF]),
+       v_reset=st.sampled_from([0.0, -0.2, None]), v_th=st.floats(0.2, 2.0), tau=st.floats(1.1, 8.0),
+       affine=st.booleans(), seed=st.integers(0, 2**16))
+def test_equals_batch_norm_then_lif(t, lead, c, tail, mode, v_reset, v_th, tau, affine, seed):
+    g = torch.Generator().manual_seed(seed)
+    shape = (t, *lead, c, *tail)
+    bn = torch.nn.BatchNorm1d(c, affine=affine, eps=1e-5 if seed % 2 else 1e-3).eval()
+    with torch.no_grad():
+        bn.running_mean.normal_(generator=g)
+        bn.running_var.uniform_(0.01, 4.0, generator=g)
+        if affine:
+            bn.weight.normal_(generator=g)
+            bn.bias.normal_(0.5, 1.0, generator=g)
+    decay = torch.tensor(1.0 / tau) if mode == CHARGE_PLIF else tau
+    p = LIFParameters(mode, decay, v_th, v_reset, seed % 3 != 0, True, SURROGATES[seed % len(SURROGATES)])
+    x = torch.randn(shape, generator=g) * 3 + 1
+    with torch.no_grad():
+        spikes, v = bn_lif_inference(x, bn, p, channel_dim=1 + len(lead))
+        want_spikes, want_v = reference_bn_lif(x, bn, p, channel_dim=1 + len(lead))
+    assert 0 < want_spikes.sum() < want_spikes.numel() or want_spikes.numel() < 500  # both outcomes at size
+    assert torch.equal(spikes, want_spikes)
+    assert torch.equal(v, want_v)
+
+
+def test_bad_input():
+    bn = torch.nn.BatchNorm1d(4).eval()
+    p = LIFParameters(CHARGE_LIF, 2.0, 1.0, 0.0, True, True, SURROGATES[0])
+    with pytest.raises(ValueError, match="channels at dim"):
+        bn_lif_inference(torch.randn(2, 3, 5), bn, p, channel_dim=2)
+    with pytest.raises(TypeError, match="fp32"):
+        bn_lif_inference(torch.randn(2, 3, 4, dtype=torch.float64), bn, p, channel_dim=2)
+    with pytest.raises(ValueError, match="running statistics"):
+        bn_lif_inference(torch.randn(2, 3, 4), torch.nn.BatchNorm1d(4, track_running_stats=False).eval(), p, 2)
