@@ -163,3 +163,15 @@ def test_to_uint8_exact(value, ok):
         assert small is not None and small.dtype == torch.uint8 and torch.equal(small.float(), x)
     else:
         assert small is None
+
+
+@pytest.mark.parametrize("amd,in_features,expected", [(False, 1536, 0.2), (False, 384, 0.3), (True, 1536, 0.3)])
+def test_dense_switch_per_vendor(monkeypatch, amd, in_features, expected):
+    """Against MKL (Intel) wide inputs go dense from 20% listed entries; against oneDNN, or narrow, from 30%."""
+    monkeypatch.setattr(sl_ops.cpu.onednn, "pays_off", lambda: amd)
+    seen = []
+    monkeypatch.setattr(sl_ops.cpu, "_entry", lambda: lambda *args: seen.append(args[6]) or 0)  # 0: "go dense"
+    grad_y, x = torch.randn(64, 8), spikes(64, in_features, 0.25)
+    got = spike_grad_weight(grad_y, x, backend="cpu")
+    assert seen == [expected] and sl_ops.cpu.max_fraction(in_features) == expected
+    assert_close(got, exact(grad_y, x), 1e-5, 1e-5)  # the dense GEMM's result

@@ -8,13 +8,22 @@ import functools
 import torch
 
 from spikeattn.ops._native import host_availability, load_host_library
-from spikeattn.ops.linear import linear
+from spikeattn.ops.linear import linear, onednn
 from spikeattn.ops.spike_linear import op as _op  # noqa: F401  (defines the torch.library op)
 
 _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # Above this fraction of listed entries (nonzeros, or zeros of mostly-one spikes) a dense GEMM is
 # faster than the gather-sum (M=2048, I=384: near 30% on AVX2 against MKL, 30-40% on AVX-512 against oneDNN).
 MAX_FRACTION = 0.3
+# ... except against MKL (the dense GEMM where oneDNN does not pay off: Intel) with wide inputs: on an
+# Intel Xeon (AVX-512), M=2048, I=1536, O=384 (Spikformer's fc2) crosses over at 20-25%, while I=384
+# still gains at 30% (benchmarks/bench_spike_grad.py, results/spike_grad_cpu.json).
+MAX_FRACTION_MKL_WIDE, WIDE = 0.2, 512
+
+
+def max_fraction(in_features: int) -> float:
+    """The listed fraction above which the weight gradient of ``in_features`` inputs takes the dense GEMM."""
+    return MAX_FRACTION if in_features <= WIDE or onednn.pays_off() else MAX_FRACTION_MKL_WIDE
 
 
 is_available = host_availability("spike_linear_host.cpp")  # builds once; False when it cannot be built here
@@ -52,6 +61,6 @@ def fused_spike_grad_weight(grad_y, x):
     grad_w = torch.empty((o, i), dtype=grad_y.dtype)
     if grad_w.numel() == 0 or m == 0:
         return grad_w.zero_()
-    done = _entry()(grad_y.data_ptr(), x.data_ptr(), grad_w.data_ptr(), m, o, i, MAX_FRACTION,
+    done = _entry()(grad_y.data_ptr(), x.data_ptr(), grad_w.data_ptr(), m, o, i, max_fraction(i),
                     torch.get_num_threads())
     return grad_w if done else linear(grad_y.T, x.to(grad_y.dtype).T)  # dense: oneDNN's GEMM where it runs
