@@ -54,6 +54,16 @@ def cache_dir() -> Path:
     return Path(os.environ.get("SPIKEATTN_CACHE", Path.home() / ".cache" / "spikeattn"))
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_vendor() -> str:
+    """The CPU's ``vendor_id`` from /proc/cpuinfo (``GenuineIntel``, ``AuthenticAMD``), or "" where there is none."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")), "")
+
+
 def _cpu_signature() -> str:
     # -march=native: a library built on one CPU must not be loaded on another.
     try:

@@ -13,6 +13,8 @@ import functools
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
+from spikeattn.ops._native import cpu_vendor
+
 
 @functools.lru_cache(maxsize=None)
 def is_available() -> bool:
@@ -28,7 +30,6 @@ def is_available() -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
 def pays_off() -> bool:
     """Whether oneDNN's fp32 GEMM beats MKL's here: on AMD CPUs (MKL takes a slow path off Intel).
 
@@ -36,11 +37,7 @@ def pays_off() -> bool:
     2.2-2.4x MKL (``results/linear_cpu.json``); Intel Xeon (AVX-512), oneDNN 0.82-0.97x MKL
     (``results/linear_cpu_intel.json``). Elsewhere (other vendors, no /proc/cpuinfo) torch's own choice stays.
     """
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            return any(line.startswith("vendor_id") and "AuthenticAMD" in line for line in f)
-    except OSError:
-        return False
+    return cpu_vendor() == "AuthenticAMD"
 
 
 def _call(x, weight, bias):
