@@ -11,6 +11,7 @@ from spikeattn.functional.norm import masked_batch_norm
 from spikeattn.layers.checks import check_input
 from spikeattn.layers.seq import NeuronSpec, PerFrame, bn_lif, fuse_bn_lif
 from spikeattn.ops.spike_conv import spike_conv2d
+from spikeattn.ops.spike_pool import spike_pool
 
 __all__ = ["SPS", "SCS", "ConvBNLIF", "sps_grid"]
 
@@ -41,7 +42,8 @@ class ConvBNLIF(nn.Module):
                              nn.BatchNorm2d(out_channels))
         self.spike_input = spike_input
         self.lif = neuron.make()
-        # Pooling spikes (after the LIF, as the V1 code does) keeps the output binary.
+        # Pooling spikes (after the LIF, as the V1 code does) keeps the output binary. The module holds
+        # the pool's settings (state_dict, repr and the exporters read it); pool_spikes() runs them.
         self.pool = PerFrame(nn.MaxPool2d(3, stride=2, padding=1)) if pool else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,8 +55,17 @@ class ConvBNLIF(nn.Module):
         """
         conv, bn = self.conv
         if fuse_bn_lif(x, bn, self.lif, self.conv, conv):  # inference: BN applied as the LIF reads
-            return self.pool(bn_lif(self._conv(x), bn, self.lif, channel_dim=2))
-        return self.pool(self.lif(self._conv_bn(x)))
+            return self.pool_spikes(bn_lif(self._conv(x), bn, self.lif, channel_dim=2))
+        return self.pool_spikes(self.lif(self._conv_bn(x)))
+
+    def pool_spikes(self, s: torch.Tensor) -> torch.Tensor:
+        """``self.pool`` of each frame of ``[T, B, C, H, W]`` through ``ops.spike_pool``: the fused kernel
+        for fp32 CPU maps (1 byte per output kept for backward), ``F.max_pool2d`` elsewhere; the same bits."""
+        if isinstance(self.pool, nn.Identity):
+            return s
+        pool = self.pool[0]
+        y = spike_pool(s.flatten(0, 1), pool.kernel_size, pool.stride, pool.padding)  # (T*B, C, H', W')
+        return y.unflatten(0, s.shape[:2])                                              # (T, B, C, H', W')
 
     def spike_conv(self, x: torch.Tensor) -> bool:
         """Whether the conv of ``x`` runs as spike_conv2d: spike inputs, fp32 CPU training with gradients."""
@@ -237,7 +248,7 @@ class SCS(nn.Module):
         x = mask(x)
         for stage, extras in zip(self.stages, self.extras):
             # mask before the pool too: a 3x3 pool window reaches into masked neighbours
-            x = mask(stage.pool(mask(stage.lif(_conv_bn(stage, x, mask)))))
+            x = mask(stage.pool_spikes(mask(stage.lif(_conv_bn(stage, x, mask)))))
             for conv in extras:
                 x = x + mask(conv.lif(_conv_bn(conv, x, mask)))
         y = x + mask(self.rpe.lif(_conv_bn(self.rpe, x, mask)))
