@@ -2,9 +2,9 @@
 
 Elementwise maths, reductions, views and copies, tensor creation, normalisation, softmax, pooling,
 indexing and embedding lookups are not counted (``docs/opcount.md``); spikeattn's LIF op is counted
-per neuron by the counter's hooks, its WKV op is an elementwise recurrence, and its token mix, relu^2
-and sigmoid gate are elementwise. Any other op without a rule is reported in ``OpReport.uncounted``,
-so a total that misses work says so.
+per neuron by the counter's hooks, its WKV op is an elementwise recurrence, its token mix, relu^2
+and sigmoid gate are elementwise, and its spike pool is a max-pool. Any other op without a rule is
+reported in ``OpReport.uncounted``, so a total that misses work says so.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ _FREE_PROJECT = frozenset({
     "spikeattn::token_mix",        # SpikeGPT's token shift + mixes: elementwise, like its torch reference
     "spikeattn::relu_square",      # SpikeGPT's relu^2: elementwise, like its torch reference
     "spikeattn::sigmoid_gate",     # SpikeGPT's sigmoid(r) * v: elementwise, like its torch reference
+    "spikeattn::spike_pool",       # max-pool of spike maps: pooling, like aten's max_pool2d
+    "spikeattn::spike_pool_where",
 })
 
 
