@@ -135,6 +135,21 @@ def test_saves_one_byte_per_output_and_nothing_under_no_grad(monkeypatch):
 
 
 @needs_kernel
+def test_double_backward_matches_torch():
+    # The backward is linear in the output gradient; its gradient (e.g. a gradient penalty) reads each
+    # output's chosen cell, as torch's does.
+    x = specials((2, 3, 9, 11), 5)
+    g = torch.randn(2, 3, 5, 6)
+    w = torch.randn(2, 3, 9, 11)
+    results = []
+    for fn in (lambda t: spike_pool(t, backend="cpu"), lambda t: F.max_pool2d(t, 3, 2, 1)):
+        xg, gg = x.clone().requires_grad_(True), g.clone().requires_grad_(True)
+        (gx,) = torch.autograd.grad(fn(xg), xg, gg, create_graph=True)
+        results.append(torch.autograd.grad((gx * w).sum(), gg)[0])
+    assert same_bits(*results)
+
+
+@needs_kernel
 def test_same_bits_on_any_thread_count():
     x = spikes((2, 33, 31, 29), 0.2, 3)
     grad = torch.randn(2, 33, 16, 15)

@@ -3,7 +3,8 @@
 ``spikeattn::spike_pool`` gives the values only (no_grad, or input that needs no gradient);
 ``spikeattn::spike_pool_where`` also returns, per output, the offset of the chosen cell in its window
 (uint8, ``row * kernel_size + col``): all its backward needs, 1 byte per output instead of aten's int64
-index.
+index. The backward op is differentiable too (its gradient is a gather at the chosen cells), so
+double backward gives torch's result.
 """
 
 from __future__ import annotations
@@ -61,3 +62,29 @@ def _backward(ctx, grad_out, _grad_where):
 
 
 torch.library.register_autograd("spikeattn::spike_pool_where", _backward, setup_context=_setup_context)
+
+
+def cell_indices(where: torch.Tensor, width: int, kernel_size: int, stride: int, padding: int) -> torch.Tensor:
+    """The chosen cells as aten's indices: int64 ``row * width + col`` in the input plane, ``[N, C, H', W']``."""
+    oh = torch.arange(where.shape[-2], device=where.device)[:, None]   # (H', 1)
+    ow = torch.arange(where.shape[-1], device=where.device)            # (W',)
+    o = where.long()
+    return (oh * stride - padding + o // kernel_size) * width + ow * stride - padding + o % kernel_size
+
+
+def _setup_backward_context(ctx, inputs, output):
+    _, where, _, width, *pool = inputs
+    ctx.width, ctx.pool = width, pool
+    ctx.save_for_backward(where)
+
+
+def _backward_backward(ctx, grad_grad_x):
+    # The backward is linear in grad_out: its own gradient reads each output's chosen cell (a gather).
+    (where,) = ctx.saved_tensors
+    index = cell_indices(where, ctx.width, *ctx.pool).flatten(-2)                     # (N, C, H'*W')
+    grad = grad_grad_x.flatten(-2).gather(-1, index).view(where.shape)
+    return (grad,) + (None,) * 6
+
+
+torch.library.register_autograd("spikeattn::spike_pool_backward", _backward_backward,
+                                setup_context=_setup_backward_context)
