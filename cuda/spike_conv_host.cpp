@@ -21,7 +21,7 @@ namespace {
 typedef float v16 __attribute__((vector_size(64)));  // 16 floats: one AVX-512 register (two AVX ones)
 constexpr int64_t NV = 2;                           // registers per output block
 constexpr int64_t OB = 16 * NV;                     // output channels per block (g is padded to a multiple)
-constexpr int64_t BAND = 4;                         // input rows per band (their rows of g stay in L1)
+constexpr int64_t BAND_BYTES = 24 << 10;            // a band's rows of g (one block wide): half of L1
 
 inline v16 load16(const float* p) {
   v16 v;
@@ -171,6 +171,7 @@ extern "C" int sa_spike_conv_grad_weight_f32(const float* gy, const uint8_t* x, 
   const Geometry G{N, C, H, W, O, OP, OHp, OWp, KH, KW, sh, sw, offh, offw, dh, dw};
   const int64_t blocks = OP / OB, taps = KH * KW, per_c = blocks * taps * NV;  // v16 per input channel
   const int64_t plane = OHp * OWp * OP;
+  const int64_t band = std::max<int64_t>(4, BAND_BYTES / (OWp * OB * 4 * sh) - (KH - 1) * dh);  // input rows
   std::vector<int32_t> all(complement ? H * W : 0), all_rows(H + 1);
   if (complement) {  // complement: every position's sum, minus the zeros' sum
     const std::vector<uint8_t> ones(H * W, 1);
@@ -191,13 +192,13 @@ extern "C" int sa_spike_conv_grad_weight_f32(const float* gy, const uint8_t* x, 
       for (int64_t c = 0; c < cr; ++c)
         list_plane(x + (n * C + c_lo + c) * H * W, H, W, binary != 0, complement != 0, pos.data() + c * H * W,
                    binary ? nullptr : val.data() + c * H * W, rows.data() + c * (H + 1));
-      // A band of BAND input rows at a time, every channel: the band's rows of g (one block wide)
-      // stay in L1 while each channel's positions in it are summed.
-      for (int64_t h0 = 0; h0 < H; h0 += BAND)
+      // A band of input rows at a time, every channel: the band's rows of g (one block wide) stay
+      // in L1 while each channel's positions in it are summed (small maps: the whole map at once).
+      for (int64_t h0 = 0; h0 < H; h0 += band)
         for (int64_t ob = 0; ob < blocks; ++ob)
           for (int64_t c = 0; c < cr; ++c) {
             const int32_t* rc = rows.data() + c * (H + 1);
-            const int64_t j0 = rc[h0], j1 = rc[std::min(H, h0 + BAND)];
+            const int64_t j0 = rc[h0], j1 = rc[std::min(H, h0 + band)];
             if (j0 == j1) continue;
             const Run run{pos.data() + c * H * W + j0, binary ? nullptr : val.data() + c * H * W + j0, j1 - j0};
             fn(G, run, g + ob * OB, acc.data() + c * per_c + ob * taps * NV);

@@ -85,8 +85,9 @@ def test_kernel_matches_fp64_reference(kernel_only, p):
 @pytest.mark.parametrize("kind", ["sparse", "complement", "counts"])
 def test_same_bits_for_any_thread_count(kernel_only, kind):
     gen = torch.Generator().manual_seed(1)
-    x = spikes((4, 7, 12, 10), {"sparse": 0.25, "complement": 0.8, "counts": 0.2}[kind], kind == "counts", gen)
-    grad_y = torch.randn(4, 40, 12, 10, generator=gen)
+    # 40 columns: the kernel sums bands of 4 input rows (13 rows: a partial last band); 40 outputs: 2 blocks
+    x = spikes((3, 7, 13, 40), {"sparse": 0.25, "complement": 0.8, "counts": 0.2}[kind], kind == "counts", gen)
+    grad_y = torch.randn(3, 40, 13, 40, generator=gen)
     one, two = (at_threads(n, lambda: spike_conv_grad_weight(grad_y, x, (40, 7, 3, 3), 1, 1, backend="cpu"))
                 for n in (1, 2))
     assert torch.equal(one, two)
