@@ -16,9 +16,10 @@ _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # faster than the gather-sum (M=2048, I=384: near 30% on AVX2 against MKL, 30-40% on AVX-512 against oneDNN).
 MAX_FRACTION = 0.3
 # ... except against MKL (the dense GEMM where oneDNN does not pay off: Intel) with wide inputs: on an
-# Intel Xeon (AVX-512), M=2048, I=1536, O=384 (Spikformer's fc2) crosses over at 20-25%, while I=384
-# still gains at 30% (benchmarks/bench_spike_grad.py, results/spike_grad_cpu.json).
-MAX_FRACTION_MKL_WIDE, WIDE = 0.2, 512
+# Intel Xeon (AVX-512), M=2048, I=1536, O=384 (Spikformer's fc2) gains 1.3-2.1x at 10% but 0.7-1.2x at
+# 20% (two runs, 1 and 2 threads), while I=384 still gains at 30% on one thread
+# (benchmarks/bench_spike_grad.py, results/spike_grad_cpu.json).
+MAX_FRACTION_MKL_WIDE, WIDE = 0.15, 512
 
 
 def max_fraction(in_features: int) -> float:
