@@ -36,8 +36,8 @@ struct Geometry {
 // The plane with `p` rows and columns of -inf around it (and more on the right and bottom where the
 // last block of windows overhangs): every window is then whole, so all outputs run the same vector
 // loop. A -inf cell never wins (-inf > m is false, it is no NaN), so the values and chosen cells are
-// those of scanning the in-range cells only; `first` (below) starts each output at its first in-range
-// cell. Each row is stored as `s` phases, padded column C at phase C % s, index C / s, so that cell
+// those of scanning the in-range cells only, once each output starts at its first in-range cell (`oj`
+// below). Each row is stored as `s` phases, padded column C at phase C % s, index C / s, so that cell
 // (r, dc) of the windows j, j + 1, ... of a row is one unit-stride run: phase dc % s from j + dc / s.
 template <int SC>
 struct Padded {
