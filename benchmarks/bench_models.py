@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import statistics
 import time
@@ -281,8 +282,22 @@ def main(argv=None) -> dict:
     print(_model_stages.table(report))
     out = args.out or (None if args.quick else RESULTS)
     if out is not None:
+        if out.is_file():  # the earlier records, newest first: their speed-ups, loads and dates
+            old = json.loads(out.read_text())
+            report["previous_runs"] = [_summary(old), *old.get("previous_runs", [])]
         print(f"wrote {_common.write_json(out, report)}")
     return report
+
+
+def _summary(record: dict) -> dict:
+    """An earlier record's date, load and per-thread Spikformer medians and speed-ups (its stages and op times dropped)."""
+    if "spikformer" not in record:  # already a summary
+        return record
+    keep = {k: record[k] for k in ("date", "cpu_model", "load_avg_1min", "repeats") if k in record}
+    for n, row in record["spikformer"].items():
+        keep[n] = {case: {"ours_ms": row[case]["spikeattn"]["median_ms"], "theirs_ms": row[case]["spikingjelly"]["median_ms"],
+                          "speedup": row[case]["speedup"]} for case in ("train_step", "inference")}
+    return keep
 
 
 if __name__ == "__main__":
