@@ -90,6 +90,11 @@ void parallel_neurons(int64_t n, int nthreads, F body) {
   parallel_ranges(n, std::min<int64_t>(nthreads, n / (4 * BLOCK)), body);
 }
 
+inline bool is_power_of_two(double x) {
+  int e;
+  return x > 0 && std::frexp(x, &e) == 0.5;
+}
+
 // Per-channel input affine y = fma(x, alpha[c], beta[c]) of an eval-mode BatchNorm (bn_inference
 // below): channel c = (n / inner) % C of neuron n. Null alpha: no affine.
 struct Affine {
@@ -107,17 +112,29 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
   parallel_neurons(N, nthreads, [=](int, int64_t lo, int64_t hi) {
     // A local copy of the parameters: provably unaliased by the output stores, so the compiler
     // hoists the mode branches out of the inner loop and vectorises it.
-    const LifParams<acc_t> q = p;
+    LifParams<acc_t> q = p;
+    if (q.charge_mode == CHARGE_LIF && is_power_of_two(double(q.decay))) {
+      // tau = 2^m: y / tau == y * (1 / tau) bit for bit (the one rounding of the same real number),
+      // so PLIF's multiplying leak replaces a division per step (the loop's bottleneck).
+      q.charge_mode = CHARGE_PLIF;
+      q.decay = acc_t(1) / q.decay;
+    }
     acc_t v[BLOCK], a[AFFINE ? BLOCK : 1], c0[AFFINE ? BLOCK : 1];
     for (int64_t b = lo, nb; b < hi; b += nb) {
       nb = block_len(b, hi, M);
       const int64_t base = step0(b, T, M);
       for (int64_t i = 0; i < nb; ++i) v[i] = v0 ? v0[b + i] : q.v_reset;
-      if constexpr (AFFINE) {  // the block's channels, once for its T steps
+      if constexpr (AFFINE) {  // the block's channels, once for its T steps, in runs (copies / fills)
         int64_t c = (b / affine.inner) % affine.C, r = b % affine.inner;
-        for (int64_t i = 0; i < nb; ++i) {
-          a[i] = affine.alpha[c], c0[i] = affine.beta[c];
-          if (++r == affine.inner) r = 0, c = c + 1 == affine.C ? 0 : c + 1;
+        for (int64_t i = 0, n; i < nb; i += n, r = 0, c = c + 1 == affine.C ? 0 : c + 1) {
+          if (affine.inner == 1) {  // channels last: a run of consecutive channels
+            n = std::min(nb - i, affine.C - c);
+            for (int64_t j = 0; j < n; ++j) a[i + j] = affine.alpha[c + j], c0[i + j] = affine.beta[c + j];
+            c += n - 1;
+          } else {                  // a run of one channel's cells
+            n = std::min(nb - i, affine.inner - r);
+            for (int64_t j = 0; j < n; ++j) a[i + j] = affine.alpha[c], c0[i + j] = affine.beta[c];
+          }
         }
       }
       for (int64_t t = 0; t < T; ++t) {
@@ -222,11 +239,6 @@ void backward_sg(const in_t* g_spikes, const acc_t* g_v_last, const acc_t* h_seq
     default: SA_CASE(SG_RECTANGLE)
   }
 #undef SA_CASE
-}
-
-inline bool is_power_of_two(double x) {
-  int e;
-  return x > 0 && std::frexp(x, &e) == 0.5;
 }
 
 // fp32 LIF with decay_input (every neuron of the models here) gets loops specialised on every

@@ -68,9 +68,10 @@ def check_against_reference(x, p, v0=None):
 @pytest.mark.parametrize("decay_input", [True, False], ids=["decay_in", "no_decay_in"])
 @pytest.mark.parametrize("detach_reset", [False, True], ids=["attached", "detached"])
 @pytest.mark.parametrize("surrogate", SURROGATES, ids=lambda s: type(s).__name__)
-def test_every_setting(mode, v_reset, decay_input, detach_reset, surrogate):
+@pytest.mark.parametrize("tau", [2.7, 2.0], ids=["tau2.7", "tau2"])  # 2^m: the kernels multiply by 1/tau
+def test_every_setting(mode, v_reset, decay_input, detach_reset, surrogate, tau):
     x = torch.randn(7, 3, 37) * 1.5 + 0.6
-    p = make_params(MODES[mode], 2.7, 0.9, v_reset, decay_input, detach_reset, surrogate, x.dtype)
+    p = make_params(MODES[mode], tau, 0.9, v_reset, decay_input, detach_reset, surrogate, x.dtype)
     spikes = check_against_reference(x, p)
     rate = spikes.mean().item()
     assert 0.02 < rate < 0.98, f"the case must exercise firing and silence, rate {rate}"
