@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from spikeattn import surrogate as sg
 
@@ -57,3 +58,26 @@ def onednn_preferred(monkeypatch):
     from spikeattn.ops.linear import onednn
 
     monkeypatch.setattr(onednn, "pays_off", lambda: True)
+
+
+class OpNames(TorchDispatchMode):
+    """Records the name of every op that runs under it (``"aten::mm"``, ``"spikeattn::lif_forward"``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.append(func.name())
+        return func(*args, **(kwargs or {}))
+
+
+def at_threads(n: int, fn):
+    """``fn()`` with torch at ``n`` threads, restored afterwards."""
+    old = torch.get_num_threads()
+    try:
+        torch.set_num_threads(n)
+        return fn()
+    finally:
+        torch.set_num_threads(old)
+

@@ -7,21 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import spikeattn as sa
 import spikeattn.layers.embed as embed
 import spikeattn.layers.seq as seq
-
-
-class _Ops(TorchDispatchMode):
-    def __init__(self):
-        super().__init__()
-        self.names = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.names.append(func.name())
-        return func(*args, **(kwargs or {}))
+from tests.conftest import OpNames
 
 
 def _model(attention):
@@ -38,7 +28,7 @@ def _model(attention):
 
 def _run(model, x):
     assert seq.exact_here()  # its one-time probe (two fused calls) runs before the recording
-    with torch.no_grad(), _Ops() as ops:
+    with torch.no_grad(), OpNames() as ops:
         out = model(x)
     return out, ops.names
 
@@ -62,7 +52,7 @@ def test_hooks_training_and_autograd_turn_it_off():
     _, names = _run(model, x)
     assert names.count("spikeattn::bn_lif_inference") == 12  # all but the hooked one
     handle.remove()
-    with _Ops() as ops:  # eval, but autograd records through the weights
+    with OpNames() as ops:  # eval, but autograd records through the weights
         model(x)
     assert "spikeattn::bn_lif_inference" not in ops.names
     model.train()
@@ -72,7 +62,7 @@ def test_hooks_training_and_autograd_turn_it_off():
 
 def test_op_counter_sees_every_module():
     model, x = _model("ssa"), torch.rand(2, 3, 32, 32)
-    with torch.no_grad(), _Ops() as ops:
+    with torch.no_grad(), OpNames() as ops:
         report = sa.opcount.count(model, x)
     assert "spikeattn::bn_lif_inference" not in ops.names
     neurons = [n for n, m in model.named_modules() if isinstance(m, sa.neuron.LIF)]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF, CHARGE_PLIF, LIFParameters
 from spikeattn.ops.lif import BACKENDS, lif_multi_step, state_dtype
 from spikeattn.ops.lif.reference import naive_lif_multi_step
-from tests.conftest import SURROGATES, assert_close, grad_tolerance
+from tests.conftest import SURROGATES, OpNames, assert_close, grad_tolerance
 
 MODES = {"IF": CHARGE_IF, "LIF": CHARGE_LIF, "PLIF": CHARGE_PLIF}
 
@@ -157,20 +157,9 @@ def test_saved_bytes_per_neuron_step():
 @pytest.mark.parametrize("grad", [True, False])
 def test_inference_takes_the_op_without_h(grad):
     """Where autograd records nothing the fused path runs ``lif_inference`` (no h written), else ``lif_forward``."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Ops(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.names = []
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.names.append(func.name())
-            return func(*args, **(kwargs or {}))
-
     p = LIFParameters(CHARGE_LIF, 2.0, 1.0, 0.0, True, True, SURROGATES[0])
     x = torch.randn(3, 2, 300, requires_grad=grad)
-    with Ops() as ops:
+    with OpNames() as ops:
         lif_multi_step(x, None, p, "cpu")
     lif_ops = [n for n in ops.names if n.startswith("spikeattn::lif")]
     assert lif_ops == ["spikeattn::lif_forward" if grad else "spikeattn::lif_inference"]

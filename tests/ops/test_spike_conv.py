@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from spikeattn.ops import spike_conv as sc_ops
 from spikeattn.ops.spike_conv import cpu, spike_conv2d, spike_conv_grad_weight
 from spikeattn.ops.spike_conv.grad_weight import out_size
-from tests.conftest import assert_close
+from tests.conftest import assert_close, at_threads
 
 needs_cpu_kernel = pytest.mark.skipif(not cpu.is_available(), reason="needs g++ for the CPU kernel")
 RTOL, ATOL = 1e-5, 1e-6
@@ -27,13 +27,6 @@ def exact(grad_y, x, weight_size, stride, padding, dilation):
     return spike_conv_grad_weight(grad_y.double(), x, weight_size, stride, padding, dilation, backend="torch")
 
 
-def at_threads(n, fn):
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(n)
-        return fn()
-    finally:
-        torch.set_num_threads(old)
 
 
 @pytest.fixture

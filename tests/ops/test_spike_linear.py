@@ -11,7 +11,7 @@ from spikeattn.ops.spike_linear import spike_linear
 from spikeattn.ops import spike_linear as sl_ops
 from spikeattn.ops.spike_linear import spike_grad_weight
 from spikeattn.ops.spike_linear.reference import naive_spike_grad_weight
-from tests.conftest import assert_close
+from tests.conftest import assert_close, at_threads
 
 needs_cpu_kernel = pytest.mark.skipif(not sl_ops.cpu.is_available(), reason="needs g++ for the CPU kernel")
 
@@ -55,13 +55,6 @@ def test_hand_computed_and_complement():
     assert torch.equal(spike_grad_weight(grad_y, x, backend="cpu"), expected)
 
 
-def _at_threads(n, fn):
-    old = torch.get_num_threads()
-    try:
-        torch.set_num_threads(n)
-        return fn()
-    finally:
-        torch.set_num_threads(old)
 
 
 @needs_cpu_kernel
@@ -74,7 +67,7 @@ def test_same_bits_for_any_thread_count(kind):
     x = spikes(1500, 200, {"sparse": 0.2, "complement": 0.9, "counts": 0.1}[kind])
     if kind == "counts":
         x = x * torch.randint(1, 256, x.shape, generator=g, dtype=torch.uint8)
-    one, two = (_at_threads(n, lambda: spike_grad_weight(grad_y, x, backend="cpu")) for n in (1, 2))
+    one, two = (at_threads(n, lambda: spike_grad_weight(grad_y, x, backend="cpu")) for n in (1, 2))
     assert torch.equal(one, two)
     assert_close(two, exact(grad_y, x), 1e-5, 1e-5)
 
@@ -86,7 +79,7 @@ def test_to_uint8_exact_any_thread_count(bad_at):
     if bad_at is not None:
         x[bad_at] = 0.5
     for n in (1, 2):
-        small = _at_threads(n, lambda: sl_ops.cpu.to_uint8_exact(x))
+        small = at_threads(n, lambda: sl_ops.cpu.to_uint8_exact(x))
         if bad_at is None:
             assert small is not None and torch.equal(small.float(), x)
         else:
