@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from spikeattn._validate import check_int
 from spikeattn.functional.norm import masked_batch_norm
 from spikeattn.layers.checks import check_input
-from spikeattn.layers.seq import NeuronSpec, PerFrame, bn_lif, fuse_bn_lif
+from spikeattn.layers.seq import NeuronSpec, PerFrame, bn_lif, fuse_bn_lif, watched
 from spikeattn.ops.spike_conv import spike_conv2d
 from spikeattn.ops.spike_pool import spike_pool
 
@@ -63,6 +63,8 @@ class ConvBNLIF(nn.Module):
         for fp32 CPU maps (1 byte per output kept for backward), ``F.max_pool2d`` elsewhere; the same bits."""
         if isinstance(self.pool, nn.Identity):
             return s
+        if watched(self.pool, self.pool[0]):  # a hook expects the module to run: it does, same bits
+            return self.pool(s)
         pool = self.pool[0]
         y = spike_pool(s.flatten(0, 1), pool.kernel_size, pool.stride, pool.padding)  # (T*B, C, H', W')
         return y.unflatten(0, s.shape[:2])                                              # (T, B, C, H', W')

@@ -20,7 +20,7 @@ from spikeattn.ops.lif import check_input as check_lif_input, resolve_backend
 from spikeattn.ops.lif.bn import bn_lif_inference, exact_here
 from spikeattn.ops.spike_linear import spike_linear
 
-__all__ = ["NeuronSpec", "PerFrame", "LinearBN", "check_tokens", "fuse_bn_lif", "bn_lif"]
+__all__ = ["NeuronSpec", "PerFrame", "LinearBN", "check_tokens", "fuse_bn_lif", "bn_lif", "watched"]
 
 
 @dataclass(frozen=True)
@@ -78,22 +78,22 @@ class LinearBN(nn.Module):
 
 
 
-def fuse_bn_lif(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module, *watched: nn.Module) -> bool:
+def fuse_bn_lif(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module, *others: nn.Module) -> bool:
     """Whether ``lif(bn(layer(x)))`` may run as ``bn_lif(layer's output)``: nothing can tell the difference.
 
     That is inference on the CPU: an eval-mode BN with running statistics, a stateless multi-step
     neuron, fp32, no autograd recording (through ``x`` or any parameter of the modules), and no
-    hooks on the modules (``watched`` are the others the unfused path calls, e.g. the Linear+BN
+    hooks on the modules (``others``: the other modules the unfused path calls, e.g. the Linear+BN
     block): an op counter or an exporter that watches them sees them run.
     """
     if not (isinstance(lif, _Neuron) and not lif.stateful and lif.step_mode == "m" and not lif.batch_first
             and not bn.training and bn.running_mean is not None and isinstance(x, torch.Tensor)
             and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
         return False
-    modules = (bn, lif, *watched)
+    modules = (bn, lif, *others)
     if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for m in modules for t in m.parameters())):
         return False
-    if any(getattr(m, h) for m in modules for h in _HOOKS) or any(getattr(nn.modules.module, f"_global{h}") for h in _HOOKS):
+    if watched(*modules):
         return False
     return resolve_backend(lif.backend, x, lif.surrogate) == "cpu" and exact_here()
 
@@ -106,3 +106,10 @@ def bn_lif(y: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module,
 
 
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks")
+
+
+def watched(*modules: nn.Module) -> bool:
+    """Whether forward hooks (on these modules, or global ones) would see these modules run: a fused path that
+    skips calling them must then call them instead."""
+    return any(getattr(m, h) for m in modules for h in _HOOKS) or any(
+        getattr(nn.modules.module, f"_global{h}") for h in _HOOKS)

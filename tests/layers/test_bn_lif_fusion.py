@@ -67,3 +67,15 @@ def test_op_counter_sees_every_module():
     assert "spikeattn::bn_lif_inference" not in ops.names
     neurons = [n for n, m in model.named_modules() if isinstance(m, sa.neuron.LIF)]
     assert len(neurons) == 5 + 2 * 5 and set(report.firing_rates) == set(neurons)
+
+
+def test_a_hooked_pool_module_runs():
+    """The stems pool through ops.spike_pool without calling ``ConvBNLIF.pool``; with a hook on it, the module
+    runs (what the hook expects) and the tokens do not change."""
+    model, x = _model("ssa"), torch.rand(2, 3, 32, 32)
+    plain, _ = _run(model, x)
+    seen = []
+    handle = model.embed.stages[2].pool[0].register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
+    hooked, _ = _run(model, x)
+    handle.remove()
+    assert seen == [(2 * 3, 32, 16, 16)] and torch.equal(hooked, plain)  # T*B frames of dim/2 = 32 channels
