@@ -10,12 +10,16 @@ from hypothesis import strategies as st
 
 from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF, CHARGE_PLIF, LIFParameters
 from spikeattn.ops.lif.bn import bn_lif_inference, exact_here, reference_bn_lif
-from tests.conftest import SURROGATES
+from tests.conftest import SURROGATES, OpNames
 
 
 def test_exact_on_this_machine():
-    """x86 CPUs with FMA (CI's, ours): ATen's BN is one fma per value, as the kernel's."""
-    assert exact_here()
+    """x86 CPUs with FMA (CI's, ours): ATen's BN is one fma per value, as the kernel's. The probe runs outside
+    whatever mode the first caller is in (here one that records ops: it sees none of the probe's)."""
+    exact_here.cache_clear()
+    with OpNames() as ops:
+        assert exact_here()
+    assert ops.names == []
 
 
 @settings(max_examples=60, deadline=None)
@@ -71,3 +75,18 @@ def test_bad_input():
         bn_lif_inference(torch.randn(2, 3, 4, dtype=torch.float64), bn, p, channel_dim=2)
     with pytest.raises(ValueError, match="running statistics"):
         bn_lif_inference(torch.randn(2, 3, 4), torch.nn.BatchNorm1d(4, track_running_stats=False).eval(), p, 2)
+
+
+def test_ops_pass_opcheck():
+    """Schemas, fake kernels (shapes for tracing) and the missing autograd formulas are consistent."""
+    from spikeattn.ops.lif.op import LIFScalars
+
+    bn = torch.nn.BatchNorm1d(6).eval()
+    p = LIFParameters(CHARGE_LIF, 2.0, 1.0, 0.0, True, True, SURROGATES[0])
+    x = torch.randn(3, 2, 6, 5)
+    torch.library.opcheck(torch.ops.spikeattn.bn_lif_inference.default,
+                          (x, bn.running_mean, bn.running_var, bn.weight.detach(), bn.bias.detach(), 1e-5, 2, 2.0,
+                           *LIFScalars.of(p)))
+    torch.library.opcheck(torch.ops.spikeattn.lif_inference.default,
+                          (x, torch.zeros(2, 6, 5), torch.tensor(2.0), False, *LIFScalars.of(p)))
+

@@ -15,6 +15,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import _disable_current_modes
 
 from spikeattn.functional.neuron import CHARGE_IF, LIFParameters
 from spikeattn.ops.lif import cpu, lif_multi_step
@@ -99,6 +100,11 @@ def exact_here() -> bool:
     """
     if not cpu.is_available():
         return False
+    with _disable_current_modes():  # the first call may come from inside a tracer or a dispatch mode
+        return _probe()
+
+
+def _probe() -> bool:
     g = torch.Generator().manual_seed(0)
     bn = torch.nn.BatchNorm1d(37).eval()
     with torch.no_grad():
