@@ -77,7 +77,6 @@ class LinearBN(nn.Module):
         return bn_lif(spike_linear(x, self.linear.weight, self.linear.bias, is_spikes), self.bn, lif, x.dim() - 1)
 
 
-
 def fuse_bn_lif(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module, *others: nn.Module) -> bool:
     """Whether ``lif(bn(layer(x)))`` may run as ``bn_lif(layer's output)``: nothing can tell the difference.
 

@@ -20,9 +20,9 @@ from torch.utils._python_dispatch import _disable_current_modes
 from spikeattn.functional.neuron import CHARGE_IF, LIFParameters
 from spikeattn.ops.lif import cpu, lif_multi_step
 from spikeattn.ops.lif.cpu import _PARAM_TYPES, _ptr
+from spikeattn.ops._native import load_host_library
 from spikeattn.ops.lif.op import SCALARS, LIFScalars
 from spikeattn.surrogate import ATan
-from spikeattn.ops._native import load_host_library
 
 __all__ = ["bn_lif_inference", "reference_bn_lif", "exact_here"]
 
