@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
@@ -122,4 +123,12 @@ def table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
+
+def with_previous_runs(out: Path, record: dict, summary=lambda old: old) -> dict:
+    """``record`` with the record already at ``out`` (through ``summary``) first in its ``previous_runs``, newest first."""
+    if Path(out).is_file():
+        old = json.loads(Path(out).read_text())
+        earlier = old.pop("previous_runs", [])
+        record["previous_runs"] = [summary(old), *earlier]
+    return record
 

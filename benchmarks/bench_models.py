@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import statistics
 import time
@@ -282,10 +281,8 @@ def main(argv=None) -> dict:
     print(_model_stages.table(report))
     out = args.out or (None if args.quick else RESULTS)
     if out is not None:
-        if out.is_file():  # the earlier records, newest first: their speed-ups, loads and dates
-            old = json.loads(out.read_text())
-            report["previous_runs"] = [_summary(old), *old.get("previous_runs", [])]
-        print(f"wrote {_common.write_json(out, report)}")
+        # the earlier records, newest first: their speed-ups, loads and dates
+        print(f"wrote {_common.write_json(out, _common.with_previous_runs(out, report, _summary))}")
     return report
 
 

@@ -167,7 +167,7 @@ def main(argv=None):
         data = {"benchmark": "MaxPool(3, 2, 1) of fp32 spike maps: F.max_pool2d vs spikeattn.ops.spike_pool",
                 **_common.environment(("torch",)), "allocator": allocator, "load_avg_1min_before": load,
                 "rows": rows, "model": model_rows, "all_same_bits": all(r["same_output_bits"] and r["same_grad_bits"] for r in rows)}
-        print(f"wrote {_common.write_json(out, data)}")
+        print(f"wrote {_common.write_json(out, _common.with_previous_runs(out, data))}")
     return rows
 
 
