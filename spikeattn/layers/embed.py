@@ -83,11 +83,12 @@ class ConvBNLIF(nn.Module):
         return conv(x)
 
     def _conv(self, x: torch.Tensor) -> torch.Tensor:
-        """The conv alone, ``[T, B, C_out, H, W]``; once per image for direct encoding (as ``_conv_bn``)."""
+        """The conv alone, ``[T, B, C_out, H, W]``; for direct encoding (time stride 0) it runs once on the B
+        images and its output is repeated T times (``forward`` says why that is exact)."""
         t, conv = x.shape[0], self.conv[0]
         if t == 1 or x.stride(0) != 0:
             return conv(x.flatten(0, 1)).unflatten(0, (t, x.shape[1]))
-        y = conv(x[0])
+        y = conv(x[0])                                           # (B, C, H, W): one conv per image
         return y.unsqueeze(0).expand(t, *y.shape)
 
     def _conv_bn(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,10 +97,8 @@ class ConvBNLIF(nn.Module):
             return self.conv[1](self.frames_conv(x.flatten(0, 1))).unflatten(0, (t, x.shape[1]))
         if t == 1 or x.stride(0) != 0:
             return self.conv(x)
-        conv, bn = self.conv
-        y = conv(x[0])                                           # (B, C, H, W): one conv per image
-        y = y.unsqueeze(0).expand(t, *y.shape).flatten(0, 1)     # (T*B, C, H, W): the T copies BN normalises
-        return bn(y).unflatten(0, (t, x.shape[1]))               # (T, B, C, H, W)
+        y = self._conv(x).flatten(0, 1)                          # (T*B, C, H, W): the T copies BN normalises
+        return self.conv[1](y).unflatten(0, (t, x.shape[1]))     # (T, B, C, H, W)
 
 
 def check_images(x: torch.Tensor, stem: nn.Module) -> None:

@@ -26,3 +26,13 @@ def check_finite(x: torch.Tensor, name: str) -> None:
     if _DEBUG.get() and not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).sum().item()
         raise ValueError(f"{name} contains {bad} NaN/inf values (found by spikeattn.debug())")
+
+
+def check_tensors(dim: int, layout: str = "", **tensors) -> None:
+    """Each keyword a ``torch.Tensor`` of ``dim`` dims (TypeError / ValueError naming it); ``layout`` names the dims."""
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != dim:
+            raise ValueError(f"{name} must be {dim}-D{' ' + layout if layout else ''}, got shape {tuple(t.shape)}")
+

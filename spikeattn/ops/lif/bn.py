@@ -51,7 +51,9 @@ def _entry():
 def _cpu(x, running_mean, running_var, weight, bias, eps, channel_dim, decay, *scalars):
     if x.dtype != torch.float32 or any(t is not None and t.dtype != torch.float32
                                        for t in (running_mean, running_var, weight, bias)):
-        raise TypeError(f"bn_lif_inference runs fp32 input and BatchNorm tensors, got x {x.dtype}")
+        given = ", ".join(f"{n} {t.dtype}" for n, t in (("x", x), ("running_mean", running_mean), ("running_var", running_var),
+                                                      ("weight", weight), ("bias", bias)) if t is not None)
+        raise TypeError(f"bn_lif_inference runs fp32 input and BatchNorm tensors, got {given}")
     # kept in locals: the C code reads their memory
     x, mean, var = x.contiguous(), running_mean.contiguous(), running_var.contiguous()
     weight, bias = (None if t is None else t.contiguous() for t in (weight, bias))

@@ -39,30 +39,27 @@ def _ptr(t: torch.Tensor):
     return t.data_ptr() if t.numel() else None
 
 
-@torch.library.impl("spikeattn::lif_forward", "cpu")
-def fused_lif_forward(x, v0, decay, batch_first, *scalars):
+def _forward(x, v0, decay, batch_first, scalars, keep_h: bool):
     x, v0 = x.contiguous(), v0.contiguous()  # kept in locals: the C code reads their memory
     sd = state_dtype(x.dtype)
-    spikes, h_seq = torch.empty_like(x), torch.empty(x.shape, dtype=sd)
-    v_last = torch.empty(v0.shape, dtype=sd)
+    spikes, v_last = torch.empty_like(x), torch.empty(v0.shape, dtype=sd)
+    h_seq = torch.empty(x.shape, dtype=sd) if keep_h else None  # None: the kernel skips storing h
     T, N, M = layout(x.shape, batch_first)
     _entry("forward", x.dtype)(
-        _ptr(x), _ptr(v0), _ptr(spikes), _ptr(h_seq), _ptr(v_last), T, N, M,
+        _ptr(x), _ptr(v0), _ptr(spikes), None if h_seq is None else _ptr(h_seq), _ptr(v_last), T, N, M,
         float(decay), *scalars, torch.get_num_threads(),
     )
     return spikes, v_last, h_seq
 
 
+@torch.library.impl("spikeattn::lif_forward", "cpu")
+def fused_lif_forward(x, v0, decay, batch_first, *scalars):
+    return _forward(x, v0, decay, batch_first, scalars, keep_h=True)
+
+
 @torch.library.impl("spikeattn::lif_inference", "cpu")
 def fused_lif_inference(x, v0, decay, batch_first, *scalars):
-    x, v0 = x.contiguous(), v0.contiguous()
-    spikes, v_last = torch.empty_like(x), torch.empty(v0.shape, dtype=state_dtype(x.dtype))
-    T, N, M = layout(x.shape, batch_first)
-    _entry("forward", x.dtype)(  # a null h_seq: the kernel skips storing it
-        _ptr(x), _ptr(v0), _ptr(spikes), None, _ptr(v_last), T, N, M,
-        float(decay), *scalars, torch.get_num_threads(),
-    )
-    return spikes, v_last
+    return _forward(x, v0, decay, batch_first, scalars, keep_h=False)[:2]
 
 
 @torch.library.impl("spikeattn::lif_backward", "cpu")

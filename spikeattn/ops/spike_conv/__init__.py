@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from spikeattn.ops._checks import check_tensors
 from spikeattn.ops.spike_conv import conv_op as _conv_op  # noqa: F401  (defines the torch.library op)
 from spikeattn.ops.spike_conv.grad_weight import BACKENDS, conv_args, resolve_backend, spike_conv_grad_weight
 
@@ -29,11 +30,7 @@ def spike_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         ``[N, O, OH, OW]``, the same bits as ``F.conv2d``.
     """
     stride, padding, dilation = conv_args(stride, padding, dilation)
-    for name, t in (("x", x), ("weight", weight)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must be 4-D, got shape {tuple(t.shape)}")
+    check_tensors(4, x=x, weight=weight)
     if not x.is_floating_point() or weight.dtype != x.dtype:
         raise TypeError(f"x and weight must share one floating dtype, got {x.dtype} and {weight.dtype}")
     if weight.shape[1] != x.shape[1]:

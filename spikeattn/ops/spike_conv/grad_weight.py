@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from spikeattn.ops._backends import resolve_cpu_fp32
+from spikeattn.ops._checks import check_tensors
 from spikeattn.ops.spike_conv import cpu
 from spikeattn.ops.spike_conv.reference import naive_spike_conv_grad_weight
 
@@ -60,11 +61,7 @@ def spike_conv_grad_weight(grad_y: torch.Tensor, x: torch.Tensor, weight_size, s
         (deterministic for any thread count), equal to the dense backward up to fp32 rounding.
     """
     stride, padding, dilation = conv_args(stride, padding, dilation)
-    for name, t in (("grad_y", grad_y), ("x", x)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4:
-            raise ValueError(f"{name} must be 4-D [N, C, H, W], got shape {tuple(t.shape)}")
+    check_tensors(4, "[N, C, H, W]", grad_y=grad_y, x=x)
     if not grad_y.is_floating_point():
         raise TypeError(f"grad_y must be floating point, got {grad_y.dtype}")
     if x.dtype != torch.uint8:

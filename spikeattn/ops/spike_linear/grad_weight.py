@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from spikeattn.ops._backends import resolve_cpu_fp32
+from spikeattn.ops._checks import check_tensors
 from spikeattn.ops.spike_linear import cpu
 from spikeattn.ops.spike_linear.reference import naive_spike_grad_weight
 
@@ -40,11 +41,7 @@ def spike_grad_weight(grad_y: torch.Tensor, x: torch.Tensor, backend: str = "aut
         ``[O, I]`` in grad_y's dtype. Each entry sums its tokens in increasing order on ``cpu``
         (deterministic for any thread count); it equals the dense matmul up to fp32 rounding.
     """
-    for name, t in (("grad_y", grad_y), ("x", x)):
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 2:
-            raise ValueError(f"{name} must be 2-D (tokens flattened), got shape {tuple(t.shape)}")
+    check_tensors(2, "(tokens flattened)", grad_y=grad_y, x=x)
     if not grad_y.is_floating_point():
         raise TypeError(f"grad_y must be floating point, got {grad_y.dtype}")
     if x.dtype != torch.uint8:
