@@ -105,7 +105,9 @@ struct Affine {
 
 // KEEP_H: store the charged membrane for the backward; inference (no h_seq) skips that store,
 // a third of the pass's memory traffic. A null v0 starts every neuron at v_reset (from rest).
-template <bool KEEP_H, bool AFFINE, typename in_t, typename acc_t>
+// IN_PLACE: the input is in `spikes` (x unused) and each spike overwrites the input it came from:
+// the input's cache lines take the spikes, where a separate output costs a second stream of memory.
+template <bool KEEP_H, bool AFFINE, typename in_t, typename acc_t, bool IN_PLACE = false>
 void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __restrict__ spikes,
              acc_t* __restrict__ h_seq, acc_t* __restrict__ v_last, int64_t T, int64_t N, int64_t M,
              const LifParams<acc_t> p, int nthreads, const Affine affine = {}) {
@@ -140,7 +142,7 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
       for (int64_t t = 0; t < T; ++t) {
         const int64_t o = base + t * M;
         for (int64_t i = 0; i < nb; ++i) {
-          acc_t in = acc_t(to_acc(x[o + i]));
+          acc_t in = acc_t(to_acc(IN_PLACE ? spikes[o + i] : x[o + i]));
           if constexpr (AFFINE) in = std::fma(in, a[i], c0[i]);  // BN's one rounding (ATen's is an fma too)
           const acc_t h = lif_charge(q, v[i], in);
           const bool s = lif_fire(q, h);
@@ -315,6 +317,7 @@ SA_DEFINE(bf16, bf16, float)
 // batch_norm_cpu_collect_linear_and_constant_terms): invstd = 1 / sqrt(var + float(eps)),
 // alpha = invstd * w, beta = b - mean * alpha, and the output x * alpha + beta, the last two
 // contracted to one fma each by its compiler. spikeattn/ops/lif/bn.py checks the match at run time.
+// x == spikes: in place (the input is overwritten by its spikes).
 extern "C" void sa_lif_bn_inference_f32(const float* x, const float* v0, float* spikes, float* v_last,
                                         int64_t T, int64_t N, const float* mean, const float* var,
                                         const float* weight, const float* bias, double eps, int64_t C,
@@ -325,7 +328,7 @@ extern "C" void sa_lif_bn_inference_f32(const float* x, const float* v0, float* 
     scale[c] = invstd * (weight ? weight[c] : 1.0f);
     shift[c] = std::fma(-mean[c], scale[c], bias ? bias[c] : 0.0f);
   }
-  forward<false, true, float, float>(x, v0, spikes, nullptr, v_last, T, N, N,
-                                     make_params<float>(SA_PARAMS_ARGS), nthreads,
-                                     Affine{scale.data(), shift.data(), C, inner});
+  const auto run = x == spikes ? forward<false, true, float, float, true> : forward<false, true, float, float>;
+  run(x, v0, spikes, nullptr, v_last, T, N, N, make_params<float>(SA_PARAMS_ARGS), nthreads,
+      Affine{scale.data(), shift.data(), C, inner});
 }

@@ -98,9 +98,12 @@ def fuse_bn_lif(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Mo
 
 
 def bn_lif(y: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module, channel_dim: int) -> torch.Tensor:
-    """``lif(bn(y))`` in one pass (``spikeattn.ops.lif.bn``: the same bits), where ``fuse_bn_lif`` said so."""
+    """``lif(bn(y))`` in one pass (``spikeattn.ops.lif.bn``: the same bits), where ``fuse_bn_lif`` said so.
+
+    ``y`` is a layer's own output, read by nothing else: the spikes are written over it where it is contiguous.
+    """
     check_lif_input(y, "x_seq")
-    spikes, _ = bn_lif_inference(y, bn, lif.parameters_for(torch.float32), channel_dim)
+    spikes, _ = bn_lif_inference(y, bn, lif.parameters_for(torch.float32), channel_dim, overwrite=True)
     return spikes
 
 

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF, CHARGE_PLIF, LIFParameters
 from spikeattn.ops.lif.bn import bn_lif_inference, exact_here, reference_bn_lif
+from spikeattn.ops.lif.op import LIFScalars
 from tests.conftest import SURROGATES, OpNames
 
 
@@ -44,8 +45,12 @@ def test_equals_batch_norm_then_lif(t, lead, c, tail, mode, v_reset, v_th, tau, 
     with torch.no_grad():
         spikes, v = bn_lif_inference(x, bn, p, channel_dim=1 + len(lead))
         want_spikes, want_v = reference_bn_lif(x, bn, p, channel_dim=1 + len(lead))
+        y = x.clone()
+        spikes_, v_ = bn_lif_inference(y, bn, p, channel_dim=1 + len(lead), overwrite=True)
     assert torch.equal(spikes, want_spikes)
     assert torch.equal(v, want_v)
+    # in place: the spikes are written over the input, the same bits
+    assert spikes_.data_ptr() == y.data_ptr() and torch.equal(y, want_spikes) and torch.equal(v_, want_v)
 
 
 @pytest.mark.parametrize("shape,dim", [((4, 8, 64, 384), 3), ((4, 8, 96, 8, 8), 2)], ids=["tokens", "maps"])
@@ -62,8 +67,27 @@ def test_model_shapes_fire_and_stay_silent(shape, dim):
     with torch.no_grad():
         spikes, v = bn_lif_inference(x, bn, p, dim)
         want_spikes, want_v = reference_bn_lif(x, bn, p, dim)
+        in_place, v_ = bn_lif_inference(x.clone(), bn, p, dim, overwrite=True)
     assert 0.05 < want_spikes.mean() < 0.95
     assert torch.equal(spikes, want_spikes) and torch.equal(v, want_v)
+    assert torch.equal(in_place, want_spikes) and torch.equal(v_, want_v)
+
+
+def test_overwrite_leaves_a_strided_input_alone():
+    """A view that is not contiguous (the repeated frames of direct encoding) gets new spikes; the in-place op
+    itself refuses it by name."""
+    bn = torch.nn.BatchNorm1d(5).eval()
+    p = LIFParameters(CHARGE_LIF, 2.0, 0.5, 0.0, True, True, SURROGATES[0])
+    frame = torch.randn(1, 2, 5, 3, 3)
+    x = frame.expand(4, 2, 5, 3, 3)
+    with torch.no_grad():
+        spikes, v = bn_lif_inference(x, bn, p, 2, overwrite=True)
+        want_spikes, want_v = reference_bn_lif(x.contiguous(), bn, p, 2)
+        assert torch.equal(spikes, want_spikes) and torch.equal(v, want_v)
+        assert torch.equal(x[0], frame[0])
+        with pytest.raises(ValueError, match="must be contiguous"):
+            torch.ops.spikeattn.bn_lif_inference_(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, 1e-5, 2,
+                                                  2.0, *LIFScalars.of(p))
 
 
 def test_bad_input():
@@ -78,15 +102,14 @@ def test_bad_input():
 
 
 def test_ops_pass_opcheck():
-    """Schemas, fake kernels (shapes for tracing) and the missing autograd formulas are consistent."""
-    from spikeattn.ops.lif.op import LIFScalars
-
+    """Schemas (the in-place op declares its mutation), fake kernels (shapes for tracing) and the missing autograd
+    formulas are consistent."""
     bn = torch.nn.BatchNorm1d(6).eval()
     p = LIFParameters(CHARGE_LIF, 2.0, 1.0, 0.0, True, True, SURROGATES[0])
     x = torch.randn(3, 2, 6, 5)
-    torch.library.opcheck(torch.ops.spikeattn.bn_lif_inference.default,
-                          (x, bn.running_mean, bn.running_var, bn.weight.detach(), bn.bias.detach(), 1e-5, 2, 2.0,
-                           *LIFScalars.of(p)))
+    args = (bn.running_mean, bn.running_var, bn.weight.detach(), bn.bias.detach(), 1e-5, 2, 2.0, *LIFScalars.of(p))
+    torch.library.opcheck(torch.ops.spikeattn.bn_lif_inference.default, (x, *args))
+    torch.library.opcheck(torch.ops.spikeattn.bn_lif_inference_.default, (x.clone(), *args))
     torch.library.opcheck(torch.ops.spikeattn.lif_inference.default,
                           (x, torch.zeros(2, 6, 5), torch.tensor(2.0), False, *LIFScalars.of(p)))
 

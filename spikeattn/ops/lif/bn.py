@@ -33,9 +33,24 @@ torch.library.define(
 )
 
 
+# The same, writing each spike over the input it came from: returns v_last. For an input nobody reads
+# afterwards (a layer's own GEMM or conv output), it saves the output's memory stream.
+# (The scalar `mode` is named charge_mode here: functionalization of a mutating op passes a `mode` of its own.)
+torch.library.define(
+    "spikeattn::bn_lif_inference_",
+    "(Tensor(a!) x, Tensor running_mean, Tensor running_var, Tensor? weight, Tensor? bias, float eps, "
+    f"int channel_dim, float decay, {SCALARS.replace('int mode', 'int charge_mode')}) -> Tensor",
+)
+
+
 @torch.library.register_fake("spikeattn::bn_lif_inference")
 def _fake(x, running_mean, running_var, weight, bias, eps, channel_dim, decay, *scalars):
     return torch.empty_like(x), x.new_empty(x.shape[1:])
+
+
+@torch.library.register_fake("spikeattn::bn_lif_inference_")
+def _fake_(x, running_mean, running_var, weight, bias, eps, channel_dim, decay, *scalars):
+    return x.new_empty(x.shape[1:])
 
 
 @functools.lru_cache(maxsize=None)
@@ -49,35 +64,53 @@ def _entry():
 
 @torch.library.impl("spikeattn::bn_lif_inference", "cpu")
 def _cpu(x, running_mean, running_var, weight, bias, eps, channel_dim, decay, *scalars):
+    spikes = torch.empty_like(x, memory_format=torch.contiguous_format)
+    return spikes, _run(x.contiguous(), spikes, running_mean, running_var, weight, bias, eps, channel_dim, decay, scalars)
+
+
+@torch.library.impl("spikeattn::bn_lif_inference_", "cpu")
+def _cpu_(x, running_mean, running_var, weight, bias, eps, channel_dim, decay, *scalars):
+    if not x.is_contiguous():
+        raise ValueError(f"bn_lif_inference_ writes the spikes over x in place: x must be contiguous, got strides {x.stride()}")
+    return _run(x, x, running_mean, running_var, weight, bias, eps, channel_dim, decay, scalars)
+
+
+def _run(x, spikes, running_mean, running_var, weight, bias, eps, channel_dim, decay, scalars):
+    """The kernel on contiguous ``x``, spikes into ``spikes`` (``x`` itself: in place); returns v_last."""
     if x.dtype != torch.float32 or any(t is not None and t.dtype != torch.float32
                                        for t in (running_mean, running_var, weight, bias)):
         given = ", ".join(f"{n} {t.dtype}" for n, t in (("x", x), ("running_mean", running_mean), ("running_var", running_var),
                                                       ("weight", weight), ("bias", bias)) if t is not None)
         raise TypeError(f"bn_lif_inference runs fp32 input and BatchNorm tensors, got {given}")
     # kept in locals: the C code reads their memory
-    x, mean, var = x.contiguous(), running_mean.contiguous(), running_var.contiguous()
+    mean, var = running_mean.contiguous(), running_var.contiguous()
     weight, bias = (None if t is None else t.contiguous() for t in (weight, bias))
-    spikes, v_last = torch.empty_like(x), x.new_empty(x.shape[1:])
+    v_last = x.new_empty(x.shape[1:])
     inner = math.prod(x.shape[channel_dim + 1:])  # neurons per channel run
     _entry()(_ptr(x), None, _ptr(spikes), _ptr(v_last), x.shape[0], v_last.numel(),
              _ptr(mean), _ptr(var), None if weight is None else _ptr(weight), None if bias is None else _ptr(bias),
              float(eps), x.shape[channel_dim], inner, float(decay), *scalars, torch.get_num_threads())
-    return spikes, v_last
+    return v_last
 
 
 def bn_lif_inference(x: torch.Tensor, bn: torch.nn.modules.batchnorm._BatchNorm, p: LIFParameters,
-                     channel_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+                     channel_dim: int, overwrite: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """``LIF(BN_eval(x))`` from rest: ``x [T, B, ...]`` fp32 on the CPU, BN's channels at ``channel_dim`` (>= 2).
 
     Returns ``(spikes like x, v_last [B, ...])``, bit for bit ``reference_bn_lif`` where ``exact_here()``.
+    ``overwrite=True`` writes the spikes over a contiguous ``x`` and returns ``x`` as the spikes (for an
+    input nobody reads afterwards; a non-contiguous ``x`` is left alone and the spikes are new).
     No autograd: call it where nothing records (inference). ``p.decay`` must be a number (not PLIF's tensor).
     """
     if not (x.dim() > channel_dim >= 2 and x.shape[channel_dim] == bn.num_features):
         raise ValueError(f"x {tuple(x.shape)} must be [T, B, ...] with BN's {bn.num_features} channels at dim {channel_dim}")
     if bn.running_mean is None or bn.running_var is None:
         raise ValueError("bn_lif_inference needs a BatchNorm with running statistics (track_running_stats=True)")
-    return torch.ops.spikeattn.bn_lif_inference(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, float(bn.eps),
-                                                channel_dim, float(p.decay), *LIFScalars.of(p))
+    args = (bn.running_mean, bn.running_var, bn.weight, bn.bias, float(bn.eps), channel_dim, float(p.decay),
+            *LIFScalars.of(p))
+    if overwrite and x.is_contiguous():
+        return x, torch.ops.spikeattn.bn_lif_inference_(x, *args)
+    return torch.ops.spikeattn.bn_lif_inference(x, *args)
 
 
 def reference_bn_lif(x, bn, p: LIFParameters, channel_dim: int):
