@@ -52,7 +52,7 @@ SDT_NOTE = ("spikingjelly 2.0's SpikeDrivenTransformer, built at this size (embe
             "shortcuts (a LIF before every conv, residuals adding real-valued membranes), convs with biases "
             "and a LIF before the head, where ours keeps Spikformer's spike shortcuts; weights cannot be "
             "copied nor outputs compared, so it is not timed here")
-MALLOC = {"keep": "mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^40): freed memory stays in the heap",
+MALLOC = {"keep": "mallopt(M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1): freed memory stays in the heap",
           "default": "glibc defaults (large tensors are fresh mmaps)"}
 
 
@@ -60,8 +60,10 @@ def set_malloc(mode: str) -> str:
     """Apply the allocator setting (glibc only) and return its description."""
     if mode == "keep":
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-4, 0)        # M_MMAP_MAX: no mmap'd chunks
-        libc.mallopt(-1, 1 << 40)  # M_TRIM_THRESHOLD: never give the heap top back
+        # mallopt's value is a C int: 1 << 40 (the earlier setting) wrapped to 0, "trim at every free"
+        for param, value, name in ((-4, 0, "M_MMAP_MAX"), (-1, 2**31 - 1, "M_TRIM_THRESHOLD")):
+            if libc.mallopt(param, value) != 1:
+                raise OSError(f"mallopt({name}, {value}) failed")
     return MALLOC[mode]
 
 
