@@ -9,7 +9,7 @@ from torch.nn import functional as F
 from spikeattn._validate import check_int
 from spikeattn.functional.norm import masked_batch_norm
 from spikeattn.layers.checks import check_input
-from spikeattn.layers.seq import NeuronSpec, PerFrame, bn_lif, fuse_bn_lif, watched
+from spikeattn.layers.seq import NeuronSpec, PerFrame, bn_lif, fuse_bn_lif, residual, watched
 from spikeattn.ops.spike_conv import spike_conv2d
 from spikeattn.ops.spike_pool import spike_pool
 
@@ -160,7 +160,7 @@ class SPS(nn.Module):
         """``[T, B, C_in, H, W]`` -> ``[T, B, N, C]``."""
         check_images(x, self)
         f = self.stages(x)                     # (T, B, C, H', W')
-        y = f + self.rpe(f)
+        y = residual(f, self.rpe)              # f + rpe(f)
         return y.flatten(3).transpose(2, 3).contiguous()  # (T, B, N, C)
 
     @property

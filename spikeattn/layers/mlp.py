@@ -7,7 +7,7 @@ from torch import nn
 
 from spikeattn._validate import check_ints
 from spikeattn.layers.attention import SpikeDrivenSelfAttention, SpikingSelfAttention
-from spikeattn.layers.seq import LinearBN, NeuronSpec, check_tokens
+from spikeattn.layers.seq import LinearBN, NeuronSpec, check_tokens, residual
 
 __all__ = ["SpikingMLP", "SpikformerBlock", "ATTENTION"]
 
@@ -59,5 +59,5 @@ class SpikformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_tokens(x, self.mlp.dim, module=self)
-        x = x + self.attn(x)
-        return x + self.mlp(x)
+        x = residual(x, self.attn)  # x + attn(x)
+        return residual(x, self.mlp)

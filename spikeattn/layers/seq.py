@@ -20,7 +20,7 @@ from spikeattn.ops.lif import check_input as check_lif_input, resolve_backend
 from spikeattn.ops.lif.bn import bn_lif_inference, exact_here
 from spikeattn.ops.spike_linear import spike_linear
 
-__all__ = ["NeuronSpec", "PerFrame", "LinearBN", "check_tokens", "fuse_bn_lif", "bn_lif", "watched"]
+__all__ = ["NeuronSpec", "PerFrame", "LinearBN", "check_tokens", "fuse_bn_lif", "bn_lif", "residual", "watched"]
 
 
 @dataclass(frozen=True)
@@ -105,6 +105,20 @@ def bn_lif(y: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module,
     check_lif_input(y, "x_seq")
     spikes, _ = bn_lif_inference(y, bn, lif.parameters_for(torch.float32), channel_dim, overwrite=True)
     return spikes
+
+
+def residual(x: torch.Tensor, branch: nn.Module) -> torch.Tensor:
+    """``x + branch(x)``, the sum written over the branch's output where nothing else can hold it.
+
+    That is where autograd records nothing and no hook watches the branch or its submodules (one could keep
+    the output): the same bits (IEEE addition commutes) without a new tensor's memory stream.
+    """
+    y = branch(x)
+    if (y.shape == x.shape and y.dtype == x.dtype and y.is_contiguous() and not watched(*branch.modules())
+            and not (torch.is_grad_enabled() and (x.requires_grad or y.requires_grad))
+            and y.untyped_storage().data_ptr() != x.untyped_storage().data_ptr()):
+        return y.add_(x)
+    return x + y
 
 
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks")
