@@ -10,6 +10,7 @@
 // Built by spikeattn/ops/_native.py, called through ctypes (spikeattn/ops/token_mix/cpu.py).
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "parallel.h"
 
@@ -40,9 +41,13 @@ void forward(const F* x, const F* m, F* const* out, int64_t M, int64_t B, int64_
 
 // gx[b, t] = sum_i g_i[b, t] * m_i + sum_i g_i[b, t+1] * (1 - m_i);
 // gm[unit, i] = sum over the unit's tokens of g_i[b, t] * (x[b, t] - x[b, t-1]).
-template <typename F>
-void backward(const F* x, const F* m, const F* const* g, F* gx, double* gm, int64_t M, int64_t B, int64_t T,
+// One pass over a row's channels for every mix (gx summed in the same order as mix by mix: the same
+// bits), the x difference in double once per channel for all mixes. M_FIXED > 0: M known when compiled
+// (the time mix's 3, the channel mix's 2), so the mix loop unrolls; 0: any M.
+template <int M_FIXED, typename F>
+void backward(const F* x, const F* m, const F* const* g, F* gx, double* gm, int64_t M_, int64_t B, int64_t T,
               int64_t C, int nthreads) {
+  const int64_t M = M_FIXED > 0 ? M_FIXED : M_;
   const int64_t per_b = (T + TBLOCK - 1) / TBLOCK;
   parallel_ranges(B * per_b, nthreads, [=](int64_t, int64_t lo, int64_t hi) {
     for (int64_t unit = lo; unit < hi; ++unit) {
@@ -53,28 +58,47 @@ void backward(const F* x, const F* m, const F* const* g, F* gx, double* gm, int6
         const int64_t row = b * T + t;
         const F* xr = x + row * C;
         F* o = gx + row * C;
-        std::fill(o, o + C, F(0));
-        for (int64_t i = 0; i < M; ++i) {
-          const F* mi = m + i * C;
-          const F* gi = g[i] + row * C;
-          double* ai = acc + i * C;
+        constexpr int64_t MM = M_FIXED > 0 ? M_FIXED : 1;  // mixes per pass over the channels
+        for (int64_t i0 = 0; i0 < M; i0 += MM) {
+          const F* gi[MM];
+          const F* mi[MM];
+          double* ai[MM];
+          for (int64_t j = 0; j < MM; ++j)
+            gi[j] = g[i0 + j] + row * C, mi[j] = m + (i0 + j) * C, ai[j] = acc + (i0 + j) * C;
+          // The first token has no previous one, the last no next: each case its own branch-free loop.
+          auto pass = [&](auto prev, auto next) {
 #pragma omp simd
-          for (int64_t c = 0; c < C; ++c) o[c] += gi[c] * mi[c];
-          if (t + 1 < T) {
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) o[c] += gi[c + C] * (F(1) - mi[c]);
-          }
+            for (int64_t c = 0; c < C; ++c) {
+              const double dx = prev ? double(xr[c]) - double(xr[c - C]) : double(xr[c]);
+              F s = i0 == 0 ? F(0) : o[c];
+#pragma GCC unroll 4
+              for (int64_t j = 0; j < MM; ++j) {
+                s += gi[j][c] * mi[j][c];
+                if (next) s += gi[j][c + C] * (F(1) - mi[j][c]);
+                ai[j][c] += double(gi[j][c]) * dx;
+              }
+              o[c] = s;
+            }
+          };
+          using yes = std::true_type;
+          using no = std::false_type;
           if (t > 0) {
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) ai[c] += double(gi[c]) * (double(xr[c]) - double(xr[c - C]));
+            if (t + 1 < T) pass(yes{}, yes{}); else pass(yes{}, no{});
           } else {
-#pragma omp simd
-            for (int64_t c = 0; c < C; ++c) ai[c] += double(gi[c]) * double(xr[c]);
+            if (t + 1 < T) pass(no{}, yes{}); else pass(no{}, no{});
           }
         }
       }
     }
   });
+}
+
+template <typename F>
+void backward_any(const F* x, const F* m, const F* const* g, F* gx, double* gm, int64_t M, int64_t B, int64_t T,
+                  int64_t C, int nthreads) {
+  if (M == 3) return backward<3>(x, m, g, gx, gm, M, B, T, C, nthreads);
+  if (M == 2) return backward<2>(x, m, g, gx, gm, M, B, T, C, nthreads);
+  backward<0>(x, m, g, gx, gm, M, B, T, C, nthreads);
 }
 
 }  // namespace
@@ -86,7 +110,7 @@ void backward(const F* x, const F* m, const F* const* g, F* gx, double* gm, int6
   }                                                                                                        \
   extern "C" void sa_token_mix_backward_##TAG(const F* x, const F* m, const F* const* g, F* gx, double* gm, \
                                               int64_t M, int64_t B, int64_t T, int64_t C, int nthreads) {  \
-    backward<F>(x, m, g, gx, gm, M, B, T, C, nthreads);                                                    \
+    backward_any<F>(x, m, g, gx, gm, M, B, T, C, nthreads);                                                \
   }
 
 SA_DEFINE(f32, float)

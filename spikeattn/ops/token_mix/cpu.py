@@ -53,7 +53,8 @@ def fused_token_mix_backward(x: torch.Tensor, mixes: torch.Tensor, grads: list[t
     B, T, C = x.shape
     units = B * -(-T // 64)  # TBLOCK in token_mix_host.cpp
     gx = torch.empty_like(x)
-    gm = torch.zeros(units, *mixes.shape, dtype=torch.float64)  # [units, M, C] partials, summed in unit order
+    # [units, M, C] partials, summed in unit order; the kernel zeroes them (an empty x or M = 0: none exist)
+    gm = torch.empty(units, *mixes.shape, dtype=torch.float64)
     if x.numel() and grads:
         _entry("backward", x.dtype)(x.data_ptr(), mixes.data_ptr(), _pointers(grads), gx.data_ptr(),
                                     gm.data_ptr(), len(grads), B, T, C, torch.get_num_threads())
