@@ -107,10 +107,13 @@ struct Affine {
 // a third of the pass's memory traffic. A null v0 starts every neuron at v_reset (from rest).
 // IN_PLACE: the input is in `spikes` (x unused) and each spike overwrites the input it came from:
 // the input's cache lines take the spikes, where a separate output costs a second stream of memory.
-template <bool KEEP_H, bool AFFINE, typename in_t, typename acc_t, bool IN_PLACE = false>
+// RESIDUAL: `spikes` takes residual + spike (a residual stream's sum, the rounding of torch's add)
+// instead of the spike, so a block's `x + LIF(y)` is one pass and the spikes are never stored.
+template <bool KEEP_H, bool AFFINE, typename in_t, typename acc_t, bool IN_PLACE = false, bool RESIDUAL = false>
 void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __restrict__ spikes,
              acc_t* __restrict__ h_seq, acc_t* __restrict__ v_last, int64_t T, int64_t N, int64_t M,
-             const LifParams<acc_t> p, int nthreads, const Affine affine = {}) {
+             const LifParams<acc_t> p, int nthreads, const Affine affine = {},
+             const in_t* __restrict__ residual = nullptr) {
   parallel_neurons(N, nthreads, [=](int, int64_t lo, int64_t hi) {
     // A local copy of the parameters: provably unaliased by the output stores, so the compiler
     // hoists the mode branches out of the inner loop and vectorises it.
@@ -147,7 +150,10 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
           const acc_t h = lif_charge(q, v[i], in);
           const bool s = lif_fire(q, h);
           if constexpr (KEEP_H) h_seq[o + i] = h;
-          spikes[o + i] = from_acc<in_t>(s ? acc_t(1) : acc_t(0));
+          if constexpr (RESIDUAL)
+            spikes[o + i] = residual[o + i] + (s ? in_t(1) : in_t(0));
+          else
+            spikes[o + i] = from_acc<in_t>(s ? acc_t(1) : acc_t(0));
           v[i] = lif_reset(q, h, s);
         }
       }
@@ -296,7 +302,7 @@ LifParams<acc_t> make_params(double decay, int charge_mode, int decay_input, dou
                                         SA_PARAMS_DECL, int nthreads) {                    \
     const auto run = h_seq ? forward<true, false, IN_T, ACC_T> : forward<false, false, IN_T, ACC_T>; \
     run(static_cast<const IN_T*>(x), v0, static_cast<IN_T*>(spikes), h_seq, v_last, T, N, M, \
-        make_params<ACC_T>(SA_PARAMS_ARGS), nthreads, Affine{});                           \
+        make_params<ACC_T>(SA_PARAMS_ARGS), nthreads, Affine{}, nullptr);                  \
   }                                                                                        \
   extern "C" void sa_lif_backward_##TAG(                                                   \
       const void* g_spikes, const ACC_T* g_v_last, const ACC_T* h_seq, const void* x,      \
@@ -311,6 +317,19 @@ SA_DEFINE(f32, float, float)
 SA_DEFINE(f64, double, double)
 SA_DEFINE(f16, _Float16, float)
 SA_DEFINE(bf16, bf16, float)
+
+// LIF then a residual add, `residual + spikes` (fp32, fp64): out takes the sum, h (null: inference) the
+// charged membrane. spikeattn/ops/lif/residual.py.
+#define SA_DEFINE_RESIDUAL(TAG, F)                                                                  \
+  extern "C" void sa_lif_residual_forward_##TAG(const F* x, const F* residual, const F* v0, F* out,  \
+                                                 F* h_seq, F* v_last, int64_t T, int64_t N, int64_t M, \
+                                                 SA_PARAMS_DECL, int nthreads) {                     \
+    const auto run = h_seq ? forward<true, false, F, F, false, true> : forward<false, false, F, F, false, true>; \
+    run(x, v0, out, h_seq, v_last, T, N, M, make_params<F>(SA_PARAMS_ARGS), nthreads, Affine{}, residual); \
+  }
+
+SA_DEFINE_RESIDUAL(f32, float)
+SA_DEFINE_RESIDUAL(f64, double)
 
 // Eval-mode BatchNorm then LIF, time-major fp32, inference (no h): x [T, N], channel c of neuron n
 // is (n / inner) % C. Scale and shift are ATen's (batch_norm_kernel.cpp,
@@ -330,5 +349,5 @@ extern "C" void sa_lif_bn_inference_f32(const float* x, const float* v0, float* 
   }
   const auto run = x == spikes ? forward<false, true, float, float, true> : forward<false, true, float, float>;
   run(x, v0, spikes, nullptr, v_last, T, N, N, make_params<float>(SA_PARAMS_ARGS), nthreads,
-      Affine{scale.data(), shift.data(), C, inner});
+      Affine{scale.data(), shift.data(), C, inner}, nullptr);
 }

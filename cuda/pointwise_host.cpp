@@ -5,6 +5,7 @@
 //                       dL/dv = g * s, dL/dr = ((g * v) * (1 - s)) * s          (torch: mul, sigmoid backward)
 // Built by spikeattn/ops/_native.py, called through ctypes (spikeattn/ops/relu_square/cpu.py,
 // spikeattn/ops/sigmoid_gate/cpu.py).
+#include <cmath>
 #include <cstdint>
 
 #include "parallel.h"
@@ -40,6 +41,16 @@ inline F relu(F x) { return x > F(0) || x != x ? x : F(0); }
     chunks(n, nthreads, [=](int64_t a, int64_t b) {                                                        \
       _Pragma("omp simd") for (int64_t i = a; i < b; ++i) {                                                \
         gx[i] = (g[i] * relu(x[i])) * F(2);                                                                \
+      }                                                                                                    \
+    });                                                                                                    \
+  }                                                                                                        \
+  /* From the output y = r * r instead of x: r = sqrt(y) exactly for r in [1.1e-19, 1.8e19] (fp32; */      \
+  /* checked for every float there), so these are the bits above; gx may be g (in place). */               \
+  extern "C" void sa_relu_square_backward_from_y_##TAG(const F* y, const F* g, F* gx, int64_t n,             \
+                                                      int nthreads) {                                       \
+    chunks(n, nthreads, [=](int64_t a, int64_t b) {                                                        \
+      _Pragma("omp simd") for (int64_t i = a; i < b; ++i) {                                                \
+        gx[i] = (g[i] * std::sqrt(y[i])) * F(2);                                                           \
       }                                                                                                    \
     });                                                                                                    \
   }                                                                                                        \

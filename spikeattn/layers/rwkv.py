@@ -21,9 +21,13 @@ from torch import nn
 from spikeattn import surrogate as sg
 from spikeattn._validate import check_ints
 from spikeattn.layers.checks import check_input
+from spikeattn.layers.seq import watched
 from spikeattn.neuron import LIF
+from spikeattn.ops.lif import state_dtype
+from spikeattn.ops.lif.residual import lif_residual
 from spikeattn.ops.relu_square import relu_square
 from spikeattn.ops.sigmoid_gate import sigmoid_gate
+from spikeattn.ops import srffn as _srffn
 from spikeattn.ops.token_mix import mix, token_mix, token_shift
 from spikeattn.ops.wkv import WKVState, state_dtype, wkv, wkv_step
 
@@ -135,7 +139,15 @@ class SpikingChannelMix(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x [B, T, C] -> [B, T, C]``."""
         check_input(x, self, "B T C", C=self.key.in_features)
-        return self._ffn(*token_mix(x, torch.stack((self.time_mix_k, self.time_mix_r))))
+        xk, xr = token_mix(x, torch.stack((self.time_mix_k, self.time_mix_r)))
+        layers = (self.key, self.receptance, self.value)
+        weights = [layer.weight for layer in layers]
+        # The fused core (ops.srffn: the same bits, its pointwise steps in place) where nothing can tell:
+        # plain bias-free nn.Linear layers that no hook watches.
+        if (all(type(layer) is nn.Linear and layer.bias is None for layer in layers) and not watched(*layers)
+                and _srffn.resolve_backend("auto", xk, xr, *weights) == "cpu"):
+            return _srffn.srffn(xk, xr, *weights, backend="cpu")
+        return self._ffn(xk, xr)
 
     def step(self, x: torch.Tensor, shift: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """One token ``x [B, C] -> ([B, C], x)``: the state is the previous token's input."""
@@ -174,8 +186,16 @@ class SpikeGPTBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, T, C] -> [B, T, C]``; each LIF steps over the tokens of ``[B, T, C]`` in place, from rest."""
-        x = x + self.lif_att(self.att(self.ln1(x)))
-        return x + self.lif_ffn(self.ffn(self.ln2(x)))
+        x = self._add_spikes(self.lif_att, self.att(self.ln1(x)), x)
+        return self._add_spikes(self.lif_ffn, self.ffn(self.ln2(x)), x)
+
+    @staticmethod
+    def _add_spikes(lif: LIF, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """``x + lif(y)``, as one pass (``ops.lif.residual``: the same bits) unless a hook watches the neuron
+        (it must then see the neuron run) or the neuron keeps its membrane."""
+        if lif.stateful or watched(lif):
+            return x + lif(y)
+        return lif_residual(y, x, lif.parameters_for(state_dtype(y.dtype)), lif.backend, lif.batch_first)[0]
 
     @staticmethod
     def _spike_step(lif: LIF, y: torch.Tensor, v: torch.Tensor | None):

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 import spikeattn as sa
 from spikeattn.models.spikegpt import PRESETS, SpikeGPT, SpikeGPTConfig, count_parameters, spikegpt
-from tests.conftest import assert_close
+from tests.conftest import OpNames, assert_close
 from tests.layers.test_rwkv import randomize
 
 
@@ -185,12 +185,14 @@ def _logits_grads_spikes(model, idx):
 @settings(max_examples=12, deadline=None, derandomize=True)
 @given(n_layers=st.integers(1, 3), dim=st.integers(4, 40), batch=st.integers(1, 3), T=st.integers(1, 80))
 def test_fast_paths_match_the_reference_formulation(n_layers, dim, batch, T):
-    """The fused token mix, relu^2, sigmoid gate and WKV kernels against the plain formulation (token mixes as
-    ``x * m + xx * (1 - m)``, ``square(relu(.))``, the WKV torch loop): the same spikes, logits to fp32
-    rounding (the vector exp/log of WKV round differently), gradients to 1e-4 of their scale."""
+    """The fused token mix, channel-mix core, relu^2, sigmoid gate and WKV kernels against the plain formulation
+    (token mixes as ``x * m + xx * (1 - m)``, ``F.linear`` and ``square(relu(.))``, the WKV torch loop): the
+    same spikes, logits to fp32 rounding (the vector exp/log of WKV round differently), gradients to 1e-4 of
+    their scale."""
     from spikeattn.layers import rwkv
     from spikeattn.ops import token_mix as tm
     from spikeattn.ops.relu_square import naive_relu_square
+    from spikeattn.ops import srffn
     from spikeattn.ops.sigmoid_gate import naive_sigmoid_gate
     from spikeattn.ops.token_mix.reference import naive_token_mix
 
@@ -201,6 +203,7 @@ def test_fast_paths_match_the_reference_formulation(n_layers, dim, batch, T):
         mp.setattr(rwkv, "relu_square", naive_relu_square)
         mp.setattr(rwkv, "sigmoid_gate", naive_sigmoid_gate)
         mp.setitem(tm.BACKENDS, "cpu", naive_token_mix)
+        mp.setitem(srffn.BACKENDS, "cpu", srffn.naive_srffn)
         for block in model.blocks:
             mp.setattr(block.att, "wkv_backend", "torch")
         ref = _logits_grads_spikes(model, idx)
@@ -210,3 +213,36 @@ def test_fast_paths_match_the_reference_formulation(n_layers, dim, batch, T):
         # the WKV loop leaves time_decay without a gradient at T = 1 (nothing decays); the kernel gives 0
         a, e = (grads[name] if grads[name] is not None else torch.zeros_like(p) for grads in (fast[1], ref[1]))
         assert_close(a, e, 1e-4, 1e-7, what=name)
+
+
+def test_fused_block_paths_have_the_bits_of_the_separate_modules():
+    """Training and eval run each block's ``x + LIF(y)`` as ``spikeattn::lif_residual`` (one pass) and the
+    channel mix's GEMMs and pointwise steps as ``spikeattn::srffn``; forward hooks on the neurons and the
+    Linear layers make the blocks call those modules one by one (so the hooks see them run). Both give the
+    same logits and gradients, bit for bit, with spikes firing."""
+    model = random_model(2, dim=64).train()
+    idx = torch.randint(0, 40, (2, 128), generator=torch.Generator().manual_seed(1))  # xk: 16384 elements
+    watched = [m for m in model.modules() if isinstance(m, (sa.neuron.LIF, nn.Linear)) and m is not model.head]
+
+    def run():
+        model.zero_grad(set_to_none=True)
+        with OpNames() as names:
+            logits = model(idx)
+            F.cross_entropy(logits.flatten(0, 1), idx.flatten()).backward()
+        return logits.detach(), [p.grad for p in model.parameters()], names.names
+
+    fused = run()
+    spikes = []
+    hooks = [m.register_forward_hook(lambda m, i, o: spikes.append(o)) for m in watched]
+    unfused = run()
+    for h in hooks:
+        h.remove()
+    assert fused[2].count("spikeattn::lif_residual") == 2 * 2 and fused[2].count("spikeattn::srffn") == 2
+    assert not any(n.startswith(("spikeattn::lif_residual", "spikeattn::srffn")) for n in unfused[2])
+    neurons = [s for s in spikes if s.shape[-1] == 64 and set(s.unique().tolist()) <= {0.0, 1.0}]
+    assert len(neurons) >= 4 and all(0 < s.mean() < 0.5 for s in neurons)
+    assert torch.equal(fused[0], unfused[0])
+    assert all(torch.equal(a, b) for a, b in zip(fused[1], unfused[1]))
+    with torch.no_grad(), OpNames() as names:
+        assert torch.equal(model.eval()(idx), fused[0])
+    assert names.names.count("spikeattn::lif_residual_inference") == 4 and names.names.count("spikeattn::srffn") == 2
