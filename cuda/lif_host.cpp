@@ -162,7 +162,8 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
   });
 }
 
-// One block of neurons, all steps in reverse. SG is the surrogate kind; CHARGE, SOFT, DETACH and
+// One block of neurons, all steps in reverse. A null g_v_last is zero; a null v0 is v_reset (from
+// rest); a null g_v0 is not written. SG is the surrogate kind; CHARGE, SOFT, DETACH and
 // DI (decay_input) are either -1 (read from the parameters at run time) or a value fixed at compile
 // time and written into the local copy of the parameters. With every choice fixed, the lif_core.cuh
 // maths folds to straight-line code and the loop over neurons vectorises, the Sigmoid surrogate's
@@ -203,12 +204,13 @@ double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict
       gv[i] = lif_dh_dv(q, gh);
       if constexpr (PLIF) {
         const acc_t hp = t > 0 ? h_seq[o - M + i] : acc_t(0);
-        const acc_t v_prev = t > 0 ? lif_reset(q, hp, lif_fire(q, hp)) : v0[b + i];
+        const acc_t v_prev = t > 0 ? lif_reset(q, hp, lif_fire(q, hp)) : v0 ? v0[b + i] : q.v_reset;
         gk += double(lif_grad_k(q, gh, acc_t(to_acc(x[o + i])), v_prev));
       }
     }
   }
-  for (int64_t i = 0; i < nb; ++i) g_v0[b + i] = gv[i];
+  if (g_v0)  // null: no gradient for v0 wanted
+    for (int64_t i = 0; i < nb; ++i) g_v0[b + i] = gv[i];
   return gk;
 }
 

@@ -215,3 +215,35 @@ def test_batch_first_public_op_checks_the_time_axis():
         lif_multi_step(torch.rand(2, 0, 3), None, p, batch_first=True)
     with pytest.raises(ValueError, match="membrane state has shape"):
         lif_multi_step(torch.rand(2, 5, 3), torch.zeros(5, 3), p, batch_first=True)
+
+
+@pytest.mark.parametrize("mode", MODES, ids=str)
+@pytest.mark.parametrize("v_reset", [0.3, None], ids=["hard0.3", "soft"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["time_major", "batch_first"])
+@pytest.mark.parametrize("use_v", [False, True], ids=["spikes_only", "spikes_and_v"])
+def test_from_rest_without_state_buffers(mode, v_reset, batch_first, use_v):
+    """``v0=None`` on the fused path: an empty v0 (the kernel starts at v_reset) and, where the loss does not
+    use v, an empty grad_v (zero; no grad_v0 written). Same spikes and v as the reference from a full v0, the
+    gradients within tolerance, and no ``[B, ...]`` tensor filled forward or backward."""
+    g = torch.Generator().manual_seed(11)
+    shape = (3, 5, 2, 129) if batch_first else (5, 3, 2, 129)
+    x = (torch.randn(shape, generator=g) * 1.5 + 0.6).requires_grad_(True)
+    w = torch.randn(shape, generator=g)
+    p = make_params(MODES[mode], 2.0, 1.0, v_reset, True, False, SURROGATES[1], torch.float32)
+    results = {}
+    for backend in ("torch", "cpu"):
+        k = p.decay.detach().requires_grad_(True) if mode == "PLIF" else None
+        q = p._replace(decay=k) if k is not None else p
+        with OpNames() as ops:
+            s, v = lif_multi_step(x, None, q, backend, batch_first)
+            loss = (s * w).sum() + ((v * v).sum() if use_v else 0)
+            grads = torch.autograd.grad(loss, [x] + ([k] if k is not None else []))
+        results[backend] = s, v, grads, ops.names
+    (s_ref, v_ref, g_ref, _), (s, v, grads, names) = results["torch"], results["cpu"]
+    assert 0.05 < s.mean() < 0.95
+    assert torch.equal(s, s_ref) and torch.equal(v, v_ref)
+    assert_close(grads[0], g_ref[0], *grad_tolerance(torch.float32), what="grad x")
+    if mode == "PLIF":
+        assert_close(grads[1], g_ref[1], 1e-5, 1e-6, what="grad k")
+    fills = [n for n in names if n in ("aten::fill_", "aten::full", "aten::zeros", "aten::new_zeros", "aten::zero_")]
+    assert fills == [] and "spikeattn::lif_backward" in names

@@ -159,6 +159,25 @@ def test_multi_dim_and_unaligned_views(launcher):
     assert launcher.calls[0][0].endswith(", 1>")
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_empty_v0_and_grad_v(launcher, mode):
+    """The ops' empty tensors (spikeattn.ops.lif.op): an empty v0 starts at v_reset, an empty grad_v is zero and
+    gives an empty grad_v0: the same outputs as the full tensors they stand for."""
+    x = make_input(5, 2 * 1011, torch.float32).view(5, 2, 1011)
+    w = torch.randn(x.shape)
+    p = params(MODES[mode], 0.3, True, False, SURROGATES[2], torch.float32)
+    decay = p.decay if p.mode == CHARGE_PLIF else torch.tensor(float(p.decay))
+    scalars, empty = op_scalars(p), torch.empty(0)
+    full_v0, zero_gv = torch.full(x.shape[1:], 0.3), torch.zeros(x.shape[1:])
+    s, v, h = cuda_lif.cuda_lif_forward(x, full_v0, decay, False, *scalars)
+    s_e, v_e, h_e = cuda_lif.cuda_lif_forward(x, empty, decay, False, *scalars)
+    assert 0.05 < s.mean() < 0.95
+    assert torch.equal(s, s_e) and torch.equal(v, v_e) and torch.equal(h, h_e)
+    gx, gv0, gk = cuda_lif.cuda_lif_backward(w, zero_gv, h, x, full_v0, decay, False, *scalars)
+    gx_e, gv0_e, gk_e = cuda_lif.cuda_lif_backward(w, empty, h, x, empty, decay, False, *scalars)
+    assert torch.equal(gx, gx_e) and torch.equal(gk, gk_e) and gv0_e.numel() == 0 and gv0.shape == x.shape[1:]
+
+
 @pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp64"])
 @pytest.mark.parametrize("M", [3, 8, 1011])
 def test_batch_first_layout(launcher, M, dtype):

@@ -71,7 +71,11 @@ def lif_multi_step(
     check_input(x_seq, "x_seq", batch_first)
     sd = state_dtype(x_seq.dtype)
     v_shape = state_shape(x_seq.shape, batch_first)
-    if v0 is None:
+    check_params(p)
+    backend = resolve_backend(backend, x_seq, p.surrogate)
+    if v0 is None and backend != "torch":  # from rest: the fused ops take an empty v0 (no [B, ...] fill)
+        v0 = x_seq.new_empty(0, dtype=sd)
+    elif v0 is None:
         v0 = torch.full(v_shape, 0.0 if p.v_reset is None else float(p.v_reset), dtype=sd, device=x_seq.device)
     elif v0.shape != v_shape:
         raise ValueError(
@@ -80,8 +84,7 @@ def lif_multi_step(
         )
     elif v0.dtype != sd or v0.device != x_seq.device:
         raise ValueError(f"v0 must be {sd} on {x_seq.device} for {x_seq.dtype} input, got {v0.dtype} on {v0.device}")
-    check_params(p)
-    return BACKENDS[resolve_backend(backend, x_seq, p.surrogate)](x_seq, v0, p, batch_first)
+    return BACKENDS[backend](x_seq, v0, p, batch_first)
 
 
 def check_input(x_seq: torch.Tensor, name: str, batch_first: bool = False) -> None:

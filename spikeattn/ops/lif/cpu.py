@@ -13,7 +13,7 @@ import torch
 
 from spikeattn.ops._dtypes import state_dtype
 from spikeattn.ops._native import host_availability, load_host_library
-from spikeattn.ops.lif.op import SCALAR_TYPES, layout
+from spikeattn.ops.lif.op import SCALAR_TYPES, layout, state_shape
 
 _TAGS = {torch.float32: "f32", torch.float64: "f64", torch.float16: "f16", torch.bfloat16: "bf16"}
 _P, _I64, _I, _D = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_double
@@ -41,8 +41,8 @@ def _ptr(t: torch.Tensor):
 
 def _forward(x, v0, decay, batch_first, scalars, keep_h: bool):
     x, v0 = x.contiguous(), v0.contiguous()  # kept in locals: the C code reads their memory
-    sd = state_dtype(x.dtype)
-    spikes, v_last = torch.empty_like(x), torch.empty(v0.shape, dtype=sd)
+    sd = state_dtype(x.dtype)  # an empty v0 (from rest) is a null pointer: the kernel starts at v_reset
+    spikes, v_last = torch.empty_like(x), torch.empty(state_shape(x.shape, batch_first), dtype=sd)
     h_seq = torch.empty(x.shape, dtype=sd) if keep_h else None  # None: the kernel skips storing h
     T, N, M = layout(x.shape, batch_first)
     _entry("forward", x.dtype)(
@@ -66,7 +66,7 @@ def fused_lif_inference(x, v0, decay, batch_first, *scalars):
 def fused_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *scalars):
     x, v0 = x.contiguous(), v0.contiguous()
     grad_x = torch.empty_like(grad_spikes)
-    grad_v0 = torch.empty_like(grad_v)
+    grad_v0 = torch.empty_like(grad_v)  # an empty grad_v (zero, no grad_v0 wanted): neither is touched
     grad_k = ctypes.c_double(0.0)
     T, N, M = layout(h_seq.shape, batch_first)
     _entry("backward", grad_spikes.dtype)(

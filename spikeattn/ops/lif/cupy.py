@@ -15,7 +15,7 @@ from spikeattn.functional.neuron import CHARGE_PLIF
 from spikeattn.ops import _cuda
 from spikeattn.ops._cuda import is_available  # re-exported: the backend table asks each backend
 from spikeattn.ops._dtypes import state_dtype
-from spikeattn.ops.lif.op import SCALAR_TYPES, layout, state_shape
+from spikeattn.ops.lif.op import SCALAR_TYPES, is_rest, layout, materialize, state_shape
 
 BLOCK = _cuda.BLOCK
 _IN_T = {torch.float32: "float", torch.float64: "double", torch.float16: "sa_half", torch.bfloat16: "sa_bf16"}
@@ -87,7 +87,7 @@ def _expect(t: torch.Tensor, name: str, dtype: torch.dtype, shape) -> None:
 
 def cuda_lif_forward(x, v0, decay, batch_first, *scalars):
     """Returns ``(spikes like x, v_last [...] state dtype, h_seq like x in the state dtype)``."""
-    x, v0 = x.contiguous(), v0.contiguous()
+    x, v0 = x.contiguous(), materialize(v0, x.shape, batch_first, scalars[3]).contiguous()  # empty: from rest
     sd = state_dtype(x.dtype)
     _expect(v0, "v0", sd, state_shape(x.shape, batch_first))
     (T, N, M), dev = layout(x.shape, batch_first), x.device
@@ -111,13 +111,16 @@ def cuda_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *sc
     sd = state_dtype(grad_spikes.dtype)
     v_shape = state_shape(h_seq.shape, batch_first)
     _expect(h_seq, "h_seq", sd, grad_spikes.shape)
+    no_grad_v0 = is_rest(grad_v, h_seq.shape, batch_first)  # an empty grad_v: zero, and no grad_v0 wanted
+    if no_grad_v0:
+        grad_v = torch.zeros(v_shape, dtype=sd, device=h_seq.device)
     _expect(grad_v, "grad_v", sd, v_shape)
     (T, N, M), dev = layout(h_seq.shape, batch_first), h_seq.device
     grad_x, grad_v0 = _alloc(grad_spikes.shape, grad_spikes.dtype, dev), _alloc(v_shape, sd, dev)
     if not plif:  # x and v0 are saved (and read) only for PLIF's decay gradient
         x = v0 = None
     else:
-        x, v0 = x.contiguous(), v0.contiguous()
+        x, v0 = x.contiguous(), materialize(v0, h_seq.shape, batch_first, scalars[3]).contiguous()
         _expect(x, "x", grad_spikes.dtype, grad_spikes.shape)
         _expect(v0, "v0", sd, v_shape)
     partial = None
@@ -133,6 +136,8 @@ def cuda_lif_backward(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *sc
                 _ptr(partial), *_scalar_args(decay_ptr, decay_value, sd, T, N, M, *scalars))
         _launch(kernel_name("backward", grad_spikes.dtype, vec), _grid(threads), BLOCK, args, dev)
         del keep
+    if no_grad_v0:
+        grad_v0 = grad_v0.new_empty(0)
     if partial is None:
         return grad_x, grad_v0, torch.zeros_like(decay)
     grad_k = partial.sum(dtype=torch.float64)  # a tree sum: stays accurate for 2^24 neurons

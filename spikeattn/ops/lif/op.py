@@ -16,6 +16,10 @@ import torch
 from spikeattn.functional.neuron import CHARGE_PLIF, LIFParameters
 from spikeattn.ops._dtypes import state_dtype
 
+# Empty tensors in the ops' contract (``numel() == 0`` where a neuron has state): a v0 starts every
+# neuron at rest (v_reset, 0 for a soft reset) and a grad_v is zero with no grad_v0 wanted (it comes
+# back empty). Layers start every call from rest: this spares the [B, ...] fills and stores.
+
 
 class LIFScalars(NamedTuple):
     """The ops' scalar arguments: the one table of their names, order and types.
@@ -51,6 +55,18 @@ def state_shape(x_shape, batch_first: bool) -> tuple[int, ...]:
     return (*x_shape[:1], *x_shape[2:]) if batch_first else tuple(x_shape[1:])
 
 
+def is_rest(v0: torch.Tensor, x_shape, batch_first: bool) -> bool:
+    """Whether ``v0`` is the empty tensor that means "from rest" for input ``x_shape``."""
+    return v0.numel() == 0 and math.prod(state_shape(x_shape, batch_first)) != 0
+
+
+def materialize(v0: torch.Tensor, x_shape, batch_first: bool, v_reset: float) -> torch.Tensor:
+    """``v0`` as a full membrane tensor (an empty "from rest" one filled with ``v_reset``)."""
+    if not is_rest(v0, x_shape, batch_first):
+        return v0
+    return torch.full(state_shape(x_shape, batch_first), v_reset, dtype=v0.dtype, device=v0.device)
+
+
 def layout(x_shape, batch_first: bool) -> tuple[int, int, int]:
     """``(T, N, M)`` for the kernels: T steps of N neurons, laid out as N / M sequences of ``[T, M]``.
 
@@ -81,12 +97,13 @@ torch.library.define(
 @torch.library.register_fake("spikeattn::lif_forward")
 def _forward_fake(x, v0, decay, batch_first, *scalars):
     sd = state_dtype(x.dtype)
-    return torch.empty_like(x), v0.new_empty(v0.shape, dtype=sd), x.new_empty(x.shape, dtype=sd)
+    v_last = v0.new_empty(state_shape(x.shape, batch_first), dtype=sd)
+    return torch.empty_like(x), v_last, x.new_empty(x.shape, dtype=sd)
 
 
 @torch.library.register_fake("spikeattn::lif_inference")
 def _inference_fake(x, v0, decay, batch_first, *scalars):
-    return torch.empty_like(x), v0.new_empty(v0.shape, dtype=state_dtype(x.dtype))
+    return torch.empty_like(x), v0.new_empty(state_shape(x.shape, batch_first), dtype=state_dtype(x.dtype))
 
 
 @torch.library.register_fake("spikeattn::lif_backward")
@@ -97,7 +114,7 @@ def _backward_fake(grad_spikes, grad_v, h_seq, x, v0, decay, batch_first, *scala
 def _setup_context(ctx, inputs, output):
     x, v0, decay, batch_first, *scalars = inputs
     ctx.batch_first, ctx.scalars = batch_first, scalars
-    ctx.x_dtype, ctx.v_shape = x.dtype, v0.shape
+    ctx.x_dtype, ctx.v_shape = x.dtype, state_shape(x.shape, batch_first)
     # Only PLIF's decay gradient needs x and v0; LIF/IF keep h alone (4 bytes per neuron-step).
     keep = (x, v0) if scalars[0] == CHARGE_PLIF else (x.new_empty(0), v0.new_empty(0))
     ctx.save_for_backward(output[2], decay, *keep)
@@ -109,13 +126,14 @@ def _backward(ctx, grad_spikes, grad_v, _grad_h):
     h_seq, decay, x, v0 = ctx.saved_tensors
     if grad_spikes is None:
         grad_spikes = torch.zeros_like(h_seq, dtype=ctx.x_dtype)
-    if grad_v is None:
-        grad_v = h_seq.new_zeros(ctx.v_shape)
+    want_v0 = ctx.needs_input_grad[1]
+    if grad_v is None:  # zero: empty where no grad_v0 is wanted either (the kernels skip both)
+        grad_v = h_seq.new_zeros(ctx.v_shape) if want_v0 else h_seq.new_empty(0)
     grad_x, grad_v0, grad_decay = torch.ops.spikeattn.lif_backward(
         grad_spikes.contiguous(), grad_v.contiguous(), h_seq, x, v0, decay, ctx.batch_first, *ctx.scalars
     )
     plif = ctx.scalars[0] == CHARGE_PLIF
-    return (grad_x, grad_v0, grad_decay if plif else None, None) + (None,) * len(ctx.scalars)
+    return (grad_x, grad_v0 if want_v0 else None, grad_decay if plif else None, None) + (None,) * len(ctx.scalars)
 
 
 torch.library.register_autograd("spikeattn::lif_forward", _backward, setup_context=_setup_context)
