@@ -103,13 +103,20 @@ struct Affine {
   int64_t C = 1, inner = 1;
 };
 
+// A charge mode for the kernels only: CHARGE_LIF with tau = 2^m (see forward and backward_block).
+constexpr int LIF_POW2 = 16;
+
 // KEEP_H: store the charged membrane for the backward; inference (no h_seq) skips that store,
 // a third of the pass's memory traffic. A null v0 starts every neuron at v_reset (from rest).
 // IN_PLACE: the input is in `spikes` (x unused) and each spike overwrites the input it came from:
 // the input's cache lines take the spikes, where a separate output costs a second stream of memory.
 // RESIDUAL: `spikes` takes residual + spike (a residual stream's sum, the rounding of torch's add)
 // instead of the spike, so a block's `x + LIF(y)` is one pass and the spikes are never stored.
-template <bool KEEP_H, bool AFFINE, typename in_t, typename acc_t, bool IN_PLACE = false, bool RESIDUAL = false>
+// CHARGE: -1 reads the charge mode from the parameters; a mode (or LIF_POW2) fixes it at compile time,
+// for loops whose body is too long for GCC to unswitch the mode's branches (KEEP_H with AFFINE: not
+// vectorised otherwise, 3-4x slower).
+template <bool KEEP_H, bool AFFINE, typename in_t, typename acc_t, bool IN_PLACE = false, bool RESIDUAL = false,
+          int CHARGE = -1>
 void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __restrict__ spikes,
              acc_t* __restrict__ h_seq, acc_t* __restrict__ v_last, int64_t T, int64_t N, int64_t M,
              const LifParams<acc_t> p, int nthreads, const Affine affine = {},
@@ -118,7 +125,8 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
     // A local copy of the parameters: provably unaliased by the output stores, so the compiler
     // hoists the mode branches out of the inner loop and vectorises it.
     LifParams<acc_t> q = p;
-    if (q.charge_mode == CHARGE_LIF && is_power_of_two(double(q.decay))) {
+    if constexpr (CHARGE >= 0) q.charge_mode = CHARGE == LIF_POW2 ? CHARGE_PLIF : CHARGE;
+    if (CHARGE == LIF_POW2 || (CHARGE < 0 && q.charge_mode == CHARGE_LIF && is_power_of_two(double(q.decay)))) {
       // tau = 2^m: y / tau == y * (1 / tau) bit for bit (the one rounding of the same real number),
       // so PLIF's multiplying leak replaces a division per step (the loop's bottleneck).
       q.charge_mode = CHARGE_PLIF;
@@ -157,7 +165,8 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
           v[i] = lif_reset(q, h, s);
         }
       }
-      for (int64_t i = 0; i < nb; ++i) v_last[b + i] = v[i];
+      if (v_last)  // null: the final membrane is not wanted (a layer's neuron from rest)
+        for (int64_t i = 0; i < nb; ++i) v_last[b + i] = v[i];
     }
   });
 }
@@ -168,8 +177,6 @@ void forward(const in_t* __restrict__ x, const acc_t* __restrict__ v0, in_t* __r
 // time and written into the local copy of the parameters. With every choice fixed, the lif_core.cuh
 // maths folds to straight-line code and the loop over neurons vectorises, the Sigmoid surrogate's
 // exp included; a choice left to run time puts a select (or an unswitched branch) in the loop.
-// A charge mode for the backward only: CHARGE_LIF with tau = 2^m (see backward_block).
-constexpr int LIF_POW2 = 16;
 
 template <int SG, int CHARGE, int SOFT, int DETACH, int DI, typename in_t, typename acc_t>
 double backward_block(const in_t* __restrict__ g_spikes, const acc_t* __restrict__ g_v_last,
@@ -333,6 +340,27 @@ SA_DEFINE(bf16, bf16, float)
 SA_DEFINE_RESIDUAL(f32, float)
 SA_DEFINE_RESIDUAL(f64, double)
 
+namespace {
+
+// A BatchNorm's per-channel alpha and beta from its mean and invstd (ATen's
+// batch_norm_cpu_collect_linear_and_constant_terms: alpha = invstd * w, beta = b - mean * alpha, the
+// last contracted to one fma by its compiler); alpha names the surrogate's parameter here, so: scale, shift.
+struct BatchNormAffine {
+  std::vector<float> scale, shift;
+  int64_t C, inner;
+  BatchNormAffine(const float* mean, const float* invstd, const float* weight, const float* bias, int64_t C,
+                  int64_t inner)
+      : scale(C), shift(C), C(C), inner(inner) {
+    for (int64_t c = 0; c < C; ++c) {
+      scale[c] = invstd[c] * (weight ? weight[c] : 1.0f);
+      shift[c] = std::fma(-mean[c], scale[c], bias ? bias[c] : 0.0f);
+    }
+  }
+  Affine affine() const { return Affine{scale.data(), shift.data(), C, inner}; }
+};
+
+}  // namespace
+
 // Eval-mode BatchNorm then LIF, time-major fp32, inference (no h): x [T, N], channel c of neuron n
 // is (n / inner) % C. Scale and shift are ATen's (batch_norm_kernel.cpp,
 // batch_norm_cpu_collect_linear_and_constant_terms): invstd = 1 / sqrt(var + float(eps)),
@@ -343,13 +371,23 @@ extern "C" void sa_lif_bn_inference_f32(const float* x, const float* v0, float* 
                                         int64_t T, int64_t N, const float* mean, const float* var,
                                         const float* weight, const float* bias, double eps, int64_t C,
                                         int64_t inner, SA_PARAMS_DECL, int nthreads) {
-  std::vector<float> scale(C), shift(C);  // BN's alpha and beta (alpha names the surrogate's here)
-  for (int64_t c = 0; c < C; ++c) {
-    const float invstd = 1 / std::sqrt(var[c] + static_cast<float>(eps));
-    scale[c] = invstd * (weight ? weight[c] : 1.0f);
-    shift[c] = std::fma(-mean[c], scale[c], bias ? bias[c] : 0.0f);
-  }
+  std::vector<float> invstd(C);
+  for (int64_t c = 0; c < C; ++c) invstd[c] = 1 / std::sqrt(var[c] + static_cast<float>(eps));
+  const BatchNormAffine bn(mean, invstd.data(), weight, bias, C, inner);
   const auto run = x == spikes ? forward<false, true, float, float, true> : forward<false, true, float, float>;
-  run(x, v0, spikes, nullptr, v_last, T, N, N, make_params<float>(SA_PARAMS_ARGS), nthreads,
-      Affine{scale.data(), shift.data(), C, inner}, nullptr);
+  run(x, v0, spikes, nullptr, v_last, T, N, N, make_params<float>(SA_PARAMS_ARGS), nthreads, bn.affine(), nullptr);
+}
+
+// Training-mode BatchNorm then LIF from rest, time-major fp32, storing h for the backward: the batch's
+// mean and invstd come from ATen (spikeattn/ops/lif/bn_train.py), the rest as sa_lif_bn_inference_f32.
+extern "C" void sa_lif_bn_train_f32(const float* x, float* spikes, float* h_seq, int64_t T, int64_t N,
+                                    const float* mean, const float* invstd, const float* weight,
+                                    const float* bias, int64_t C, int64_t inner, SA_PARAMS_DECL, int nthreads) {
+  const BatchNormAffine bn(mean, invstd, weight, bias, C, inner);
+  const auto p = make_params<float>(SA_PARAMS_ARGS);
+  const auto run = p.charge_mode == CHARGE_IF ? forward<true, true, float, float, false, false, CHARGE_IF>
+                   : p.charge_mode != CHARGE_LIF ? forward<true, true, float, float>
+                   : is_power_of_two(decay) ? forward<true, true, float, float, false, false, LIF_POW2>
+                                            : forward<true, true, float, float, false, false, CHARGE_LIF>;
+  run(x, nullptr, spikes, h_seq, nullptr, T, N, N, p, nthreads, bn.affine(), nullptr);
 }

@@ -54,7 +54,7 @@ class ConvBNLIF(nn.Module):
         bits as T*B convs (a frame's conv does not depend on its batch; ``tests/layers/test_sps_fast.py``).
         """
         conv, bn = self.conv
-        if fuse_bn_lif(x, bn, self.lif, self.conv, conv):  # inference: BN applied as the LIF reads
+        if fuse_bn_lif(x, bn, self.lif, self.conv, conv):  # BN applied as the LIF reads
             return self.pool_spikes(bn_lif(self._conv(x), bn, self.lif, channel_dim=2))
         return self.pool_spikes(self.lif(self._conv_bn(x)))
 
@@ -87,7 +87,7 @@ class ConvBNLIF(nn.Module):
         images and its output is repeated T times (``forward`` says why that is exact)."""
         t, conv = x.shape[0], self.conv[0]
         if t == 1 or x.stride(0) != 0:
-            return conv(x.flatten(0, 1)).unflatten(0, (t, x.shape[1]))
+            return self.frames_conv(x.flatten(0, 1)).unflatten(0, (t, x.shape[1]))
         y = conv(x[0])                                           # (B, C, H, W): one conv per image
         return y.unsqueeze(0).expand(t, *y.shape)
 

@@ -13,11 +13,13 @@ import torch
 from torch import nn
 
 from spikeattn import surrogate as sg
+from spikeattn.functional.neuron import CHARGE_IF, CHARGE_LIF
 from spikeattn.layers.checks import check_input
 from spikeattn.neuron import LIF
 from spikeattn.neuron.lif import _Neuron
 from spikeattn.ops.lif import check_input as check_lif_input, resolve_backend
 from spikeattn.ops.lif.bn import bn_lif_inference, exact_here
+from spikeattn.ops.lif.bn_train import bn_lif_train, exact_here as exact_train_here
 from spikeattn.ops.spike_linear import spike_linear
 
 __all__ = ["NeuronSpec", "PerFrame", "LinearBN", "check_tokens", "fuse_bn_lif", "bn_lif", "residual", "watched"]
@@ -71,7 +73,7 @@ class LinearBN(nn.Module):
         return self.bn(y.reshape(-1, y.shape[-1])).reshape(y.shape)  # BN over (T*B*N, C)
 
     def fire(self, x: torch.Tensor, lif: nn.Module, is_spikes: bool = False) -> torch.Tensor:
-        """``lif(self(x))``: BN and the LIF in one pass for inference (``fuse_bn_lif``), else the modules."""
+        """``lif(self(x))``: BN and the LIF in one pass where ``fuse_bn_lif`` says so, else the modules."""
         if not fuse_bn_lif(x, self.bn, lif, self, self.linear):
             return lif(self(x, is_spikes))
         return bn_lif(spike_linear(x, self.linear.weight, self.linear.bias, is_spikes), self.bn, lif, x.dim() - 1)
@@ -80,30 +82,41 @@ class LinearBN(nn.Module):
 def fuse_bn_lif(x: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module, *others: nn.Module) -> bool:
     """Whether ``lif(bn(layer(x)))`` may run as ``bn_lif(layer's output)``: nothing can tell the difference.
 
-    That is inference on the CPU: an eval-mode BN with running statistics, a stateless multi-step
-    neuron, fp32, no autograd recording (through ``x`` or any parameter of the modules), and no
-    hooks on the modules (``others``: the other modules the unfused path calls, e.g. the Linear+BN
-    block): an op counter or an exporter that watches them sees them run.
+    Both need a stateless multi-step neuron on the CPU's fused backend, fp32, and no hooks on the
+    modules (``others``: the other modules the unfused path calls, e.g. the Linear+BN block): an op
+    counter or an exporter that watches them sees them run. Then either inference: an eval-mode BN
+    with running statistics and no autograd recording (through ``x`` or any parameter of the
+    modules); or training: a training-mode BN (batch statistics; not a subclass with its own forward,
+    such as SyncBatchNorm) before an LIF or IF neuron, where ``spikeattn.ops.lif.bn_train`` gives the
+    unfused spikes, running statistics and gradients.
     """
     if not (isinstance(lif, _Neuron) and not lif.stateful and lif.step_mode == "m" and not lif.batch_first
-            and not bn.training and bn.running_mean is not None and isinstance(x, torch.Tensor)
-            and x.dtype == torch.float32 and x.device.type == "cpu" and not torch.is_autocast_enabled("cpu")):
+            and isinstance(x, torch.Tensor) and x.dtype == torch.float32 and x.device.type == "cpu"
+            and not torch.is_autocast_enabled("cpu")):
         return False
     modules = (bn, lif, *others)
+    if watched(*modules) or resolve_backend(lif.backend, x, lif.surrogate) != "cpu":
+        return False
+    if bn.training:  # a BN whose forward is not _BatchNorm's (SyncBatchNorm's batch statistics) runs itself
+        return (type(bn).forward is nn.modules.batchnorm._BatchNorm.forward and lif.mode in (CHARGE_LIF, CHARGE_IF)
+                and all(t.dtype == torch.float32 for t in bn.parameters()) and exact_train_here())
     if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for m in modules for t in m.parameters())):
         return False
-    if watched(*modules):
-        return False
-    return resolve_backend(lif.backend, x, lif.surrogate) == "cpu" and exact_here()
+    return bn.running_mean is not None and exact_here()
 
 
 def bn_lif(y: torch.Tensor, bn: nn.modules.batchnorm._BatchNorm, lif: nn.Module, channel_dim: int) -> torch.Tensor:
-    """``lif(bn(y))`` in one pass (``spikeattn.ops.lif.bn``: the same bits), where ``fuse_bn_lif`` said so.
+    """``lif(bn(y))`` in one pass (``spikeattn.ops.lif.bn``, ``bn_train``: the same bits), where ``fuse_bn_lif``
+    said so.
 
-    ``y`` is a layer's own output, read by nothing else: the spikes are written over it where it is contiguous.
+    ``y`` is a layer's own output, read by nothing else: in inference the spikes are written over it where
+    it is contiguous (in training BN's backward needs it).
     """
     check_lif_input(y, "x_seq")
-    spikes, _ = bn_lif_inference(y, bn, lif.parameters_for(torch.float32), channel_dim, overwrite=True)
+    p = lif.parameters_for(torch.float32)
+    if bn.training:
+        return bn_lif_train(y, bn, p, channel_dim)
+    spikes, _ = bn_lif_inference(y, bn, p, channel_dim, overwrite=True)
     return spikes
 
 

@@ -1,6 +1,6 @@
-"""Inference fuses each eval-mode BatchNorm with the LIF after it (``layers.seq.fuse_bn_lif``): whole models give
-the same bits as the unfused modules, and the fusion stays off wherever something could tell (training,
-autograd recording, hooks on the modules)."""
+"""Inference (and training) fuse each BatchNorm with the LIF after it (``layers.seq.fuse_bn_lif``): whole models give
+the same bits as the unfused modules (outputs, and in training gradients and BN statistics), and the fusion stays
+off wherever something could tell (autograd recording in eval mode, hooks on the modules)."""
 
 from __future__ import annotations
 
@@ -88,3 +88,58 @@ def test_a_hooked_pool_module_runs():
     hooked, _ = _run(model, x)
     handle.remove()
     assert seen == [(2 * 3, 32, 16, 16)] and torch.equal(hooked, plain)  # T*B frames of dim/2 = 32 channels
+
+
+def _train_steps(model, x, labels, fused, monkeypatch, steps=2):
+    """``steps`` SGD steps; per step the logits, every gradient, the BN state and the ops that ran."""
+    with monkeypatch.context() as m:
+        if not fused:
+            m.setattr(seq, "fuse_bn_lif", lambda *a: False)
+            m.setattr(embed, "fuse_bn_lif", lambda *a: False)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        model.train()
+        results = []
+        for _ in range(steps):
+            opt.zero_grad()
+            with OpNames() as ops:
+                out = model(x)
+                torch.nn.functional.cross_entropy(out, labels).backward()
+            results.append((out.detach(), [p.grad.clone() for p in model.parameters()],
+                            [b.clone() for b in model.buffers()], ops.names))
+            opt.step()
+    return results
+
+
+@pytest.mark.parametrize("attention", ["ssa", "sdsa"])
+def test_training_same_bits_fused_and_unfused(attention, monkeypatch):
+    """Training fuses each training-mode BN with its LIF (``spikeattn::bn_lif_train``): over two SGD steps the
+    logits, every parameter's gradient and the BN running statistics equal the unfused modules' bit for bit."""
+    x, labels = torch.rand(2, 3, 32, 32), torch.tensor([3, 7])
+    fused = _train_steps(_model(attention), x, labels, True, monkeypatch)
+    plain = _train_steps(_model(attention), x, labels, False, monkeypatch)
+    for (out, grads, buffers, names), (out_p, grads_p, buffers_p, names_p) in zip(fused, plain):
+        assert names.count("spikeattn::bn_lif_train") == 5 + 2 * 4 and "aten::native_batch_norm" not in names
+        assert names_p.count("aten::native_batch_norm") == 5 + 2 * 4 and "spikeattn::bn_lif_train" not in names_p
+        assert torch.equal(out, out_p)
+        assert all(torch.equal(g, g_p) for g, g_p in zip(grads, grads_p))
+        assert all(torch.equal(b, b_p) for b, b_p in zip(buffers, buffers_p))
+
+
+def test_training_fusion_off_under_hooks_and_other_neurons():
+    """A hooked module keeps its layer unfused (the hook sees it run); so does a PLIF neuron (its decay learns) and
+    a BN subclass with its own forward (SyncBatchNorm: outside a process group it runs F.batch_norm)."""
+    model, x = _model("ssa"), torch.rand(2, 3, 32, 32)
+    model.train()
+    handle = model.blocks[1].attn.qkv.bn.register_forward_hook(lambda *a: None)
+    with OpNames() as ops:
+        model(x)
+    handle.remove()
+    assert ops.names.count("spikeattn::bn_lif_train") == 12 and ops.names.count("aten::native_batch_norm") == 1
+    model.blocks[0].mlp.lif2 = sa.neuron.PLIF(init_tau=2.0, v_reset=0.0, detach_reset=True, stateful=False)
+    with OpNames() as ops:
+        model(x)
+    assert ops.names.count("spikeattn::bn_lif_train") == 12 and ops.names.count("aten::native_batch_norm") == 1
+    model.blocks[1].mlp.fc1.bn = nn.SyncBatchNorm(256)  # its own forward (statistics across processes): runs
+    with OpNames() as ops:
+        model(x)
+    assert ops.names.count("spikeattn::bn_lif_train") == 11 and ops.names.count("aten::native_batch_norm") == 2
