@@ -385,8 +385,8 @@ extern "C" void sa_lif_bn_train_f32(const float* x, float* spikes, float* h_seq,
                                     const float* bias, int64_t C, int64_t inner, SA_PARAMS_DECL, int nthreads) {
   const BatchNormAffine bn(mean, invstd, weight, bias, C, inner);
   const auto p = make_params<float>(SA_PARAMS_ARGS);
+  // LIF or IF (bn_train.py checks): the mode fixed at compile time, as the loop vectorises only so
   const auto run = p.charge_mode == CHARGE_IF ? forward<true, true, float, float, false, false, CHARGE_IF>
-                   : p.charge_mode != CHARGE_LIF ? forward<true, true, float, float>
                    : is_power_of_two(decay) ? forward<true, true, float, float, false, false, LIF_POW2>
                                             : forward<true, true, float, float, false, false, CHARGE_LIF>;
   run(x, nullptr, spikes, h_seq, nullptr, T, N, N, p, nthreads, bn.affine(), nullptr);

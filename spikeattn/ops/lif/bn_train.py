@@ -58,9 +58,15 @@ def _check_fp32(**tensors) -> None:
         raise TypeError(f"bn_lif_train runs fp32 input and BatchNorm tensors, got {given}")
 
 
+def _check_mode(mode: int) -> None:
+    if mode not in (CHARGE_LIF, CHARGE_IF):
+        raise ValueError(f"bn_lif_train runs LIF and IF neurons (a fixed decay), got charge mode {mode}")
+
+
 @torch.library.impl("spikeattn::bn_lif_train", "cpu")
 def _cpu(y, mean, invstd, weight, bias, eps, channel_dim, decay, *scalars):
     _check_fp32(y=y, mean=mean, invstd=invstd, weight=weight, bias=bias)
+    _check_mode(scalars[0])
     # kept in locals: the C code reads their memory
     y, mean, invstd = y.contiguous(), mean.contiguous(), invstd.contiguous()
     weight, bias = (None if t is None else t.contiguous() for t in (weight, bias))
@@ -110,8 +116,7 @@ def bn_lif_train(y: torch.Tensor, bn: torch.nn.modules.batchnorm._BatchNorm, p: 
     """
     if not (y.dim() > channel_dim >= 2 and y.shape[channel_dim] == bn.num_features):
         raise ValueError(f"y {tuple(y.shape)} must be [T, B, ...] with BN's {bn.num_features} channels at dim {channel_dim}")
-    if p.mode not in (CHARGE_LIF, CHARGE_IF):
-        raise ValueError(f"bn_lif_train runs LIF and IF neurons (a fixed decay), got charge mode {p.mode}")
+    _check_mode(p.mode)
     if not bn.training:
         raise ValueError("bn_lif_train is BatchNorm in training mode (batch statistics); eval mode: bn_lif_inference")
     _check_fp32(y=y, weight=bn.weight, bias=bn.bias, running_mean=bn.running_mean, running_var=bn.running_var)
