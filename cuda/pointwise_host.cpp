@@ -3,6 +3,7 @@
 //   relu_square:        y = r * r, r = max(x, 0);        dL/dx = (g * r) * 2  (torch: pow backward, threshold)
 //   sigmoid_gate (bwd): out = s * v, s = sigmoid(r) (torch computes s forward);
 //                       dL/dv = g * s, dL/dr = ((g * v) * (1 - s)) * s          (torch: mul, sigmoid backward)
+//                       (dL/dr may be written over g: each g[i] is read before gr[i] is stored)
 // Built by spikeattn/ops/_native.py, called through ctypes (spikeattn/ops/relu_square/cpu.py,
 // spikeattn/ops/sigmoid_gate/cpu.py).
 #include <cmath>

@@ -28,6 +28,7 @@ from spikeattn.ops.lif.residual import lif_residual
 from spikeattn.ops.relu_square import relu_square
 from spikeattn.ops.sigmoid_gate import sigmoid_gate
 from spikeattn.ops import srffn as _srffn
+from spikeattn.ops import srwkv as _srwkv
 from spikeattn.ops.token_mix import mix, token_mix, token_shift
 from spikeattn.ops.wkv import WKVState, state_dtype, wkv, wkv_step
 
@@ -42,6 +43,12 @@ def _check_depth(dim: int, layer_id: int, n_layers: int) -> None:
     check_ints(dim=dim, n_layers=n_layers)
     if not (isinstance(layer_id, int) and 0 <= layer_id < n_layers):
         raise ValueError(f"need 0 <= layer_id < n_layers, got layer_id={layer_id!r}, n_layers={n_layers!r}")
+
+
+def _plain_linears(layers) -> bool:
+    """Bias-free ``nn.Linear`` layers (no subclass) that no forward hook watches: a fused core that uses their
+    weights directly computes what calling them would."""
+    return all(type(layer) is nn.Linear and layer.bias is None for layer in layers) and not watched(*layers)
 
 
 class TimeMixState(NamedTuple):
@@ -95,8 +102,17 @@ class SpikingTimeMix(nn.Module):
         """``x [B, T, C] -> [B, T, C]``, the whole sequence from the empty state."""
         check_input(x, self, "B T C", C=self.key.in_features)
         mixes = torch.stack((self.time_mix_k, self.time_mix_v, self.time_mix_r))
-        k, v, r = self._project(*token_mix(x, mixes))
-        y = wkv(torch.exp(self.time_decay), self.time_first, k, v, backend=self.wkv_backend)
+        xk, xv, xr = token_mix(x, mixes)
+        w = torch.exp(self.time_decay)
+        layers = (self.key, self.value, self.receptance, self.output)
+        weights = [layer.weight for layer in layers]
+        # The fused core (ops.srwkv: the bits of the ops below with WKV's CPU kernel, its pointwise steps in
+        # place) where nothing can tell: WKV on auto/cpu, plain bias-free nn.Linear layers no hook watches.
+        if (self.wkv_backend in ("auto", "cpu") and _plain_linears(layers)
+                and _srwkv.resolve_backend("auto", xk, xv, xr, w, self.time_first, *weights) == "cpu"):
+            return _srwkv.srwkv(xk, xv, xr, w, self.time_first, *weights, backend="cpu")
+        k, v, r = self._project(xk, xv, xr)
+        y = wkv(w, self.time_first, k, v, backend=self.wkv_backend)
         return self.output(sigmoid_gate(r, y))
 
     def step(self, x: torch.Tensor, state: TimeMixState | None) -> tuple[torch.Tensor, TimeMixState]:
@@ -144,8 +160,7 @@ class SpikingChannelMix(nn.Module):
         weights = [layer.weight for layer in layers]
         # The fused core (ops.srffn: the same bits, its pointwise steps in place) where nothing can tell:
         # plain bias-free nn.Linear layers that no hook watches.
-        if (all(type(layer) is nn.Linear and layer.bias is None for layer in layers) and not watched(*layers)
-                and _srffn.resolve_backend("auto", xk, xr, *weights) == "cpu"):
+        if _plain_linears(layers) and _srffn.resolve_backend("auto", xk, xr, *weights) == "cpu":
             return _srffn.srffn(xk, xr, *weights, backend="cpu")
         return self._ffn(xk, xr)
 

@@ -217,7 +217,8 @@ def test_fast_paths_match_the_reference_formulation(n_layers, dim, batch, T):
 
 def test_fused_block_paths_have_the_bits_of_the_separate_modules():
     """Training and eval run each block's ``x + LIF(y)`` as ``spikeattn::lif_residual`` (one pass) and the
-    channel mix's GEMMs and pointwise steps as ``spikeattn::srffn``; forward hooks on the neurons and the
+    time and channel mixes' GEMMs, WKV and pointwise steps as ``spikeattn::srwkv`` and ``spikeattn::srffn``;
+    forward hooks on the neurons and the
     Linear layers make the blocks call those modules one by one (so the hooks see them run). Both give the
     same logits and gradients, bit for bit, with spikes firing."""
     model = random_model(2, dim=64).train()
@@ -237,12 +238,13 @@ def test_fused_block_paths_have_the_bits_of_the_separate_modules():
     unfused = run()
     for h in hooks:
         h.remove()
-    assert fused[2].count("spikeattn::lif_residual") == 2 * 2 and fused[2].count("spikeattn::srffn") == 2
-    assert not any(n.startswith(("spikeattn::lif_residual", "spikeattn::srffn")) for n in unfused[2])
+    fused_ops = ("spikeattn::lif_residual", "spikeattn::srffn", "spikeattn::srwkv")
+    assert [fused[2].count(op) for op in fused_ops] == [2 * 2, 2, 2]
+    assert not any(n.startswith(fused_ops) for n in unfused[2])
     neurons = [s for s in spikes if s.shape[-1] == 64 and set(s.unique().tolist()) <= {0.0, 1.0}]
     assert len(neurons) >= 4 and all(0 < s.mean() < 0.5 for s in neurons)
     assert torch.equal(fused[0], unfused[0])
     assert all(torch.equal(a, b) for a, b in zip(fused[1], unfused[1]))
     with torch.no_grad(), OpNames() as names:
         assert torch.equal(model.eval()(idx), fused[0])
-    assert names.names.count("spikeattn::lif_residual_inference") == 4 and names.names.count("spikeattn::srffn") == 2
+    assert [names.names.count(op) for op in ("spikeattn::lif_residual_inference", *fused_ops[1:])] == [4, 2, 2]

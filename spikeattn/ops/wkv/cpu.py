@@ -54,15 +54,21 @@ def fused_wkv_forward(w, u, k, v, vector_math: bool = True):
     return y, lse
 
 
-def fused_wkv_backward(w, u, k, v, y, lse, gy, vector_math: bool = True):
-    """``(gw [C], gu [C], gk, gv)``; ``vector_math=False`` runs the build without libmvec."""
+def fused_wkv_backward(w, u, k, v, y, lse, gy, vector_math: bool = True, gv_over_gy: bool = False):
+    """``(gw [C], gu [C], gk, gv)``; ``vector_math=False`` runs the build without libmvec.
+
+    ``gv_over_gy``: dL/dv is written over a contiguous ``gy`` (the kernel's reverse sweep reads each
+    gy[t] before it writes gv[t] there), for a caller that owns ``gy`` and needs it no more.
+    """
     _check_dtype(k)
+    if gv_over_gy and not gy.is_contiguous():
+        raise ValueError("gv_over_gy writes dL/dv over gy: gy must be contiguous")
     w, u, k, v, y, lse, gy = (x.contiguous() for x in (w, u, k, v, y, lse, gy))
     B, T, C = k.shape
     # every element is written by the kernel (gw, gu: one partial per (b, c)); zeros only for empty input
     alloc = torch.empty if k.numel() else torch.zeros
     gw, gu = alloc(B, C, dtype=k.dtype), alloc(B, C, dtype=k.dtype)
-    gk, gv = torch.empty_like(k), torch.empty_like(v)
+    gk, gv = torch.empty_like(k), gy if gv_over_gy else torch.empty_like(v)
     if k.numel():
         _entry("backward", k.dtype, vector_math)(
             *map(_ptr, (w, u, k, v, y, lse, gy, gw, gu, gk, gv)), B, T, C, torch.get_num_threads()
