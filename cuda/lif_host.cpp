@@ -19,21 +19,24 @@
 
 namespace sa_host {
 
-// exp for the Sigmoid surrogate: Cephes' expf (Cody-Waite reduction, degree-5 polynomial, within
-// 2 ulp of exp on its range), branch-free so the backward loop vectorises; glibc's expf does not.
+// exp for the Sigmoid surrogate: Cephes' expf (Cody-Waite reduction, degree-5 polynomial), branch-free
+// so the backward loop vectorises; glibc's expf does not. Its steps are written as fused multiply-adds
+// (the file is built without contraction, for the forward's bits): one rounding each, 1.01 ulp of exp
+// at most (every float in [-87, 88]: 0.99 ulp unfused), and the Sigmoid backward 1.5x faster (fp32,
+// AVX-512), where the exp was most of its work. Only gradients use it (within fp32 tolerance).
 // Inputs are clamped to [-87.33, 88.3]: beyond, 1 + exp(x) is 1 or the sigmoid is below 1e-38.
 inline float exp(float x) {
   x = std::min(std::max(x, -87.33654f), 88.3f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  float r = x - n * 0.693359375f;
-  r = r + n * 2.12194440e-4f;
+  const float n = std::floor(std::fma(x, 1.44269504088896341f, 0.5f));
+  float r = std::fma(-n, 0.693359375f, x);
+  r = std::fma(n, 2.12194440e-4f, r);
   float y = 1.9875691500e-4f;
-  y = y * r + 1.3981999507e-3f;
-  y = y * r + 8.3334519073e-3f;
-  y = y * r + 4.1665795894e-2f;
-  y = y * r + 1.6666665459e-1f;
-  y = y * r + 5.0000001201e-1f;
-  y = y * (r * r) + r + 1.0f;
+  y = std::fma(y, r, 1.3981999507e-3f);
+  y = std::fma(y, r, 8.3334519073e-3f);
+  y = std::fma(y, r, 4.1665795894e-2f);
+  y = std::fma(y, r, 1.6666665459e-1f);
+  y = std::fma(y, r, 5.0000001201e-1f);
+  y = std::fma(y, r * r, r) + 1.0f;
   const uint32_t bits = uint32_t(int32_t(n) + 127) << 23;  // 2^n, n in [-126, 127]
   float scale;
   std::memcpy(&scale, &bits, 4);
