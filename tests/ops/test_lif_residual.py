@@ -92,7 +92,7 @@ def test_gradient_of_v_only_and_unused_outputs():
     assert torch.equal(gx, gx2) and gr is None
 
 
-@pytest.mark.parametrize("case", ["plif", "bf16", "torch"])
+@pytest.mark.parametrize("case", ["plif", "bf16", "torch", "fp32 residual, bf16 x", "fp64 residual, fp32 x"])
 def test_other_cases_run_the_two_ops(case):
     x, residual = torch.randn(2, 5, 4) + 0.5, torch.randn(2, 5, 4)
     p, backend = params(), "auto"
@@ -100,12 +100,17 @@ def test_other_cases_run_the_two_ops(case):
         p = LIFParameters(CHARGE_PLIF, torch.tensor(0.5), 1.0, 0.0, True, False, sg.ATan(2.0))
     elif case == "bf16":
         x, residual = x.bfloat16(), residual.bfloat16()
+    elif case.startswith("fp32 residual"):  # SpikeGPT under bf16 autocast: the stream stays fp32
+        x = x.bfloat16()
+    elif case.startswith("fp64 residual"):
+        residual = residual.double()
     else:
         backend = "torch"
     with OpNames() as names:
         out, v = lif_residual(x, residual, p, backend, batch_first=True)
     assert not any(n.startswith("spikeattn::lif_residual") for n in names.names)
     expected, v_ref = two_ops(p, True, "torch")(x, residual)
+    assert out.dtype == torch.promote_types(x.dtype, residual.dtype)  # the add's type promotion
     assert torch.equal(out, expected) and torch.equal(v, v_ref)
 
 
@@ -122,6 +127,6 @@ def test_bad_input():
     with pytest.raises(ValueError, match="residual must be a tensor of x's shape"):
         lif_residual(x, torch.randn(2, 5, 4), params())
     with pytest.raises(ValueError, match="residual must be a tensor of x's shape"):
-        lif_residual(x, x.double(), params())
+        lif_residual(x, x.numpy(), params())
     with pytest.raises(ValueError, match="tau must be"):
         lif_residual(x, x, params(tau=0.5))

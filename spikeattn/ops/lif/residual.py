@@ -112,12 +112,13 @@ def lif_residual(x: torch.Tensor, residual: torch.Tensor, p: LIFParameters, back
     """``(residual + LIF(x) from rest, v_last)``: ``x`` and ``residual`` of one shape, layout as ``lif_multi_step``.
 
     The fused kernel where the LIF's backend is ``cpu`` and the neuron's decay is a number (LIF, IF) on fp32 or
-    fp64 input; otherwise ``lif_multi_step`` on that backend, then the add. Same values either way.
+    fp64 input and a residual of x's dtype; otherwise ``lif_multi_step`` on that backend, then the add. Same values either way.
     """
-    if not isinstance(residual, torch.Tensor) or residual.shape != x.shape or residual.dtype != x.dtype:
-        raise ValueError(f"residual must be a tensor of x's shape {tuple(x.shape)} and dtype {x.dtype}, got "
+    if not isinstance(residual, torch.Tensor) or residual.shape != x.shape:
+        raise ValueError(f"residual must be a tensor of x's shape {tuple(x.shape)}, got "
                          f"{getattr(residual, 'dtype', type(residual).__name__)} {tuple(getattr(residual, 'shape', ()))}")
-    fused = (p.mode != CHARGE_PLIF and x.dtype in _DTYPES and residual.device == x.device
+    # A residual of another dtype (an fp32 stream under bf16 autocast) keeps torch's type promotion: two ops.
+    fused = (p.mode != CHARGE_PLIF and x.dtype in _DTYPES and residual.dtype == x.dtype and residual.device == x.device
              and resolve_backend(backend, x, p.surrogate) == "cpu")
     if not fused:
         spikes, v = lif_multi_step(x, None, p, backend, batch_first)
