@@ -2,7 +2,7 @@
 
 Conv2d (``spikeattn.ops.spike_conv``): the four spike-fed Conv3x3 layers of Spikformer-4-384's SPS stem
 at batch 8, T=4 (N=32 frames), CIFAR 32x32, at the input densities measured in that benchmark, and a
-sweep of densities around the switch (``spike_conv.cpu.MAX_FRACTION``). Linear
+sweep of densities around the switch (``spike_conv.cpu.max_fraction()``). Linear
 (``spikeattn.ops.spike_linear``): the MLP's fc1/fc2 shapes (M=2048 tokens) around the switch
 (``spike_linear.cpu.max_fraction``). Dense = what autograd runs without the ops (a conv's weight-only
 ``convolution_backward`` on the fp32 input; ``grad_y^T @ x`` for the Linear, MKL or oneDNN as ``ops.linear``
@@ -55,7 +55,7 @@ def conv_row(layer, c, o, hw, density, repeats, n=32):
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(n, c, hw, hw, generator=gen) < density).to(torch.uint8)
     x32, grad_y, size = x.float(), torch.randn(n, o, hw, hw, generator=gen), [o, c, 3, 3]
-    with mock.patch.object(conv_cpu, "MAX_FRACTION", 1.0):  # the kernel itself, whatever the switch says
+    with mock.patch.object(conv_cpu, "max_fraction", lambda: 1.0):  # the kernel itself, whatever the switch says
         ms = interleaved({"dense": lambda: torch.nn.grad.conv2d_weight(x32, size, grad_y, 1, 1),
                           "gather": lambda: spike_conv_grad_weight(grad_y, x, size, 1, 1, backend="cpu")}, repeats)
         got = spike_conv_grad_weight(grad_y, x, size, 1, 1, backend="cpu")
@@ -63,7 +63,7 @@ def conv_row(layer, c, o, hw, density, repeats, n=32):
     listed = conv_cpu.plan(x)[2]
     return {"op": "conv2d", "layer": layer, "shape": f"[{n},{c},{hw},{hw}] -> {o}", "density": density,
             "listed": round(listed, 3), "dense_ms": ms["dense"], "gather_ms": ms["gather"],
-            "speedup": ms["dense"] / ms["gather"], "auto_runs": "gather" if listed <= conv_cpu.MAX_FRACTION else "dense",
+            "speedup": ms["dense"] / ms["gather"], "auto_runs": "gather" if listed <= conv_cpu.max_fraction() else "dense",
             "max_err_rel": float((got.double() - ref).abs().max() / ref.abs().max())}
 
 
@@ -112,7 +112,7 @@ def main(argv=None):
     if out:
         data = {"benchmark": "spike-fed weight gradients: gather-sum kernels vs dense backward",
                 **_common.environment(("torch",)), "load_avg_1min": [load_before, os.getloadavg()[0]],
-                "conv_max_fraction": conv_cpu.MAX_FRACTION, "rows": rows,
+                "conv_max_fraction": conv_cpu.max_fraction(), "rows": rows,
                 "all_checks_ok": all(r["max_err_rel"] < 1e-5 for r in rows)}
         print(f"wrote {_common.write_json(out, data)}")
     return rows

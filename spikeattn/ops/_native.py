@@ -64,6 +64,16 @@ def cpu_vendor() -> str:
     return next((line.split(":", 1)[1].strip() for line in lines if line.startswith("vendor_id")), "")
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo (``avx2``, ``avx512f``, ...), empty where there is none."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return frozenset()
+    return frozenset(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), ()))
+
+
 def _cpu_signature() -> str:
     # -march=native: a library built on one CPU must not be loaded on another.
     try:

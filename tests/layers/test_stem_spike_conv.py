@@ -37,7 +37,7 @@ def spy(monkeypatch):
         return real(x, *args)
 
     monkeypatch.setattr(embed, "spike_conv2d", counted)
-    monkeypatch.setattr(cpu, "MAX_FRACTION", 1.0)
+    monkeypatch.setattr(cpu, "max_fraction", lambda: 1.0)
     return calls
 
 

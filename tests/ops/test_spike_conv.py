@@ -32,7 +32,7 @@ def exact(grad_y, x, weight_size, stride, padding, dilation):
 @pytest.fixture
 def kernel_only(monkeypatch):
     """The kernel at any density, and a failure if the dense fallback runs instead (a spy)."""
-    monkeypatch.setattr(cpu, "MAX_FRACTION", 1.0)
+    monkeypatch.setattr(cpu, "max_fraction", lambda: 1.0)
 
     def no_dense(*args):
         raise AssertionError("the dense fallback ran instead of the kernel")
@@ -99,11 +99,18 @@ def test_hand_computed(kernel_only):
 def test_dense_above_max_fraction(monkeypatch):
     calls = []
     monkeypatch.setattr(cpu, "_entry", lambda: calls.append(1) or (lambda *a: 1))
-    x = spikes((2, 3, 6, 6), 0.5, False, torch.Generator().manual_seed(2))  # listed fraction ~0.5 > MAX_FRACTION
-    assert cpu.plan(x)[2] > cpu.MAX_FRACTION
+    x = spikes((2, 3, 6, 6), 0.5, False, torch.Generator().manual_seed(2))  # listed fraction ~0.5 > max_fraction() on any CPU
+    assert cpu.plan(x)[2] > cpu.max_fraction()
     grad_y = torch.randn(2, 4, 6, 6)
     got = spike_conv_grad_weight(grad_y, x, (4, 3, 3, 3), 1, 1, backend="cpu")
     assert not calls and torch.equal(got, spike_conv_grad_weight(grad_y, x, (4, 3, 3, 3), 1, 1, backend="torch"))
+
+
+@pytest.mark.parametrize("flags, expected", [({"avx2", "avx512f"}, cpu.MAX_FRACTION), ({"avx2", "fma"}, 0.0), (set(), 0.0)])
+def test_the_switch_follows_the_cpu(monkeypatch, flags, expected):
+    """The gather-sum only where it was measured faster than oneDNN's dense backward: AVX-512 CPUs."""
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
+    assert cpu.max_fraction() == expected
 
 
 def test_plan_lists_the_smaller_side():

@@ -7,14 +7,23 @@ import functools
 
 import torch
 
-from spikeattn.ops._native import host_availability, load_host_library
+from spikeattn.ops._native import cpu_flags, host_availability, load_host_library
 from spikeattn.ops.spike_conv import op as _op  # noqa: F401  (defines the torch.library op)
 from spikeattn.ops.spike_conv.reference import naive_spike_conv_grad_weight
 
 _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # Above this fraction of listed input entries (nonzeros, or zeros of mostly-one spikes) torch's dense
-# backward (oneDNN) is faster than the gather-sum: measured by benchmarks/bench_spike_conv.py.
+# backward (oneDNN) is faster than the gather-sum on an AVX-512 CPU (Intel Xeon; benchmarks/bench_spike_grad.py).
 MAX_FRACTION = 0.35
+# Without AVX-512 (an AMD EPYC with AVX2) the gather-sum took 1.2-3.3x oneDNN's time at every density
+# measured, 17% to 50% listed (bench_spike_grad.py, results/spike_grad_cpu_amd.json): the dense backward there.
+MAX_FRACTION_AVX2 = 0.0
+
+
+def max_fraction() -> float:
+    """The listed fraction above which the weight gradient takes torch's dense backward on this CPU."""
+    return MAX_FRACTION if "avx512f" in cpu_flags() else MAX_FRACTION_AVX2
+
 
 is_available = host_availability("spike_conv_host.cpp")  # builds once; False when it cannot be built here
 
@@ -47,7 +56,7 @@ def padding(size: int, out: int, k: int, s: int, p: int, d: int) -> tuple[int, i
 @torch.library.impl("spikeattn::spike_conv_grad_weight", "cpu")
 def fused_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation):
     binary, complement, listed = plan(x)
-    if listed > MAX_FRACTION or grad_y.dtype != torch.float32:
+    if listed > max_fraction() or grad_y.dtype != torch.float32:
         return naive_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation)
     grad_y, x = grad_y.contiguous(), x.contiguous()  # kept in locals: the C code reads their memory
     (n, c, h, w), (o, _, kh, kw), (oh, ow) = x.shape, weight_size, grad_y.shape[2:]

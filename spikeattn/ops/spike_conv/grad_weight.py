@@ -2,7 +2,8 @@
 
 Backends: ``torch`` (torch's dense convolution backward, the oracle) and ``cpu`` (a gather-sum over
 the nonzero inputs: ``nnz(x) * KH * KW * O`` additions instead of ``N * OH * OW * O * C * KH * KW``
-multiply-adds; dense above ``cpu.MAX_FRACTION`` listed inputs). ``auto`` picks ``cpu`` for fp32 on the CPU.
+multiply-adds; dense above ``cpu.max_fraction()`` listed inputs: 35% on AVX-512 CPUs, always without
+AVX-512). ``auto`` picks ``cpu`` for fp32 on the CPU.
 """
 
 from __future__ import annotations
