@@ -6,6 +6,10 @@
 //                       (dL/dr may be written over g: each g[i] is read before gr[i] is stored)
 // Built by spikeattn/ops/_native.py, called through ctypes (spikeattn/ops/relu_square/cpu.py,
 // spikeattn/ops/sigmoid_gate/cpu.py).
+// No FP-exception semantics to keep: lets the compiler evaluate relu's comparisons unconditionally
+// (vector compares and blends instead of a branch per element). No result changes.
+#pragma GCC optimize("no-trapping-math")
+
 #include <cmath>
 #include <cstdint>
 
@@ -23,9 +27,11 @@ void chunks(int64_t n, int nthreads, Body body) {
   });
 }
 
-// torch's relu: max(x, 0), NaN kept.
+// torch's relu: max(x, 0), NaN kept. Both comparisons always evaluated (`|`, not `||`, and the pragma
+// above): the loops become vector blends. They were scalar with a branch per element, mispredicted on
+// mixed signs (10 ms per 1.5M normal values on an AMD EPYC).
 template <typename F>
-inline F relu(F x) { return x > F(0) || x != x ? x : F(0); }
+inline F relu(F x) { return (x > F(0)) | (x != x) ? x : F(0); }
 
 }  // namespace
 

@@ -23,14 +23,14 @@ from spikeattn._validate import check_ints
 from spikeattn.layers.checks import check_input
 from spikeattn.layers.seq import watched
 from spikeattn.neuron import LIF
-from spikeattn.ops.lif import state_dtype
+from spikeattn.ops._dtypes import state_dtype
 from spikeattn.ops.lif.residual import lif_residual
 from spikeattn.ops.relu_square import relu_square
 from spikeattn.ops.sigmoid_gate import sigmoid_gate
 from spikeattn.ops import srffn as _srffn
 from spikeattn.ops import srwkv as _srwkv
 from spikeattn.ops.token_mix import mix, token_mix, token_shift
-from spikeattn.ops.wkv import WKVState, state_dtype, wkv, wkv_step
+from spikeattn.ops.wkv import WKVState, wkv, wkv_step
 
 __all__ = ["SpikingTimeMix", "SpikingChannelMix", "SpikeGPTBlock", "TimeMixState", "BlockState", "token_shift"]
 
