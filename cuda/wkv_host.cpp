@@ -3,6 +3,10 @@
 // inside a unit time is outer and channels inner, so every load reads contiguous memory, and the
 // channel loops are SIMD loops: with libmvec (vector_math.h) their exp/log run 8 or 16 channels per call.
 // Built by spikeattn/ops/_native.py (g++ -O3, no fast-math), called through ctypes.
+// No FP-exception semantics to keep: the max-rescaling's comparisons may be evaluated for every lane, so
+// the channel loops vectorise without AVX-512's masks too (AVX2: they stayed scalar). No result changes.
+#pragma GCC optimize("no-trapping-math")
+
 #include <algorithm>
 #include <cstdint>
 
