@@ -158,10 +158,13 @@ def test_to_uint8_exact(value, ok):
         assert small is None
 
 
-@pytest.mark.parametrize("amd,in_features,expected", [(False, 1536, 0.15), (False, 384, 0.3), (True, 1536, 0.3)])
-def test_dense_switch_per_vendor(monkeypatch, amd, in_features, expected):
-    """Against MKL (Intel) wide inputs go dense above 15% listed entries; against oneDNN, or narrow, above 30%."""
-    monkeypatch.setattr(sl_ops.cpu.onednn, "pays_off", lambda: amd)
+@pytest.mark.parametrize("onednn,avx512,in_features,expected", [
+    (False, True, 1536, 0.15), (False, True, 384, 0.3), (True, True, 1536, 0.3), (False, False, 1536, 0.3)])
+def test_dense_switch_per_cpu(monkeypatch, onednn, avx512, in_features, expected):
+    """Against MKL with AVX-512 (Intel) wide inputs go dense above 15% listed entries; against oneDNN, MKL
+    on AVX2, or narrow, above 30%."""
+    monkeypatch.setattr(sl_ops.cpu.onednn, "pays_off", lambda: onednn)
+    monkeypatch.setattr(sl_ops.cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512f"} if avx512 else {"avx2"}))
     seen = []
     monkeypatch.setattr(sl_ops.cpu, "_entry", lambda: lambda *args: seen.append(args[6]) or 0)  # 0: "go dense"
     grad_y, x = torch.randn(64, 8), spikes(64, in_features, 0.25)

@@ -1,7 +1,8 @@
 """Dense Linear ``y = x @ W^T + b``: the public op and its backend table.
 
 Backends: ``torch`` (``F.linear``, the oracle) and ``onednn`` (oneDNN's fp32 GEMM, 2.2-2.4x MKL's on
-an AMD EPYC, 0.82-0.97x on an Intel Xeon; see ``onednn.py``). ``auto`` picks ``onednn`` on AMD CPUs for
+an AMD EPYC with AVX-512, 0.73-0.97x on one with AVX2 only, 0.82-0.97x on an Intel Xeon; see ``onednn.py``).
+``auto`` picks ``onednn`` on AMD CPUs with AVX-512 for
 fp32 CPU tensors outside autograd whose GEMM is large enough to repay its call overhead, else ``torch``,
 whether or not a dispatch mode (an op counter, a tracer) is watching. ``spikeattn::spike_linear`` calls it for its
 forward and both backward GEMMs.
@@ -22,7 +23,7 @@ MIN_ONEDNN_MACS = 1 << 19  # below ~0.5M multiply-adds the call overhead outweig
 
 
 def resolve_backend(backend: str, x: torch.Tensor, weight: torch.Tensor) -> str:
-    """``auto`` -> ``onednn`` where it runs and pays off (AMD CPUs), else ``torch``; explicit names are checked.
+    """``auto`` -> ``onednn`` where it runs and pays off (AMD CPUs with AVX-512), else ``torch``; explicit names are checked.
 
     ``onednn`` has no autograd formula: ``auto`` takes it only where autograd is not recording
     (inside a custom Function, under no_grad), and ``backend='onednn'`` refuses tracked inputs.

@@ -1,4 +1,4 @@
-"""Trainable ``x @ W^T + b`` whose three GEMMs go through ``linear`` (oneDNN for fp32 on AMD CPUs).
+"""Trainable ``x @ W^T + b`` whose three GEMMs go through ``linear`` (oneDNN for fp32 on AVX-512 AMD CPUs).
 
 ``linear``'s oneDNN backend has no autograd formula, so a model's ``nn.Linear`` layers reach MKL
 through ``F.linear`` while training. This Function calls ``linear`` in its forward and for both

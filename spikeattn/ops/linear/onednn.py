@@ -13,7 +13,7 @@ import functools
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from spikeattn.ops._native import cpu_vendor
+from spikeattn.ops._native import cpu_flags, cpu_vendor
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,13 +31,15 @@ def is_available() -> bool:
 
 
 def pays_off() -> bool:
-    """Whether oneDNN's fp32 GEMM beats MKL's here: on AMD CPUs (MKL takes a slow path off Intel).
+    """Whether oneDNN's fp32 GEMM beats MKL's here: on AMD CPUs with AVX-512 (MKL keeps to AVX2 off Intel).
 
-    Measured by ``benchmarks/bench_linear.py`` at Spikformer-4-384 sizes, one thread: AMD EPYC, oneDNN
-    2.2-2.4x MKL (``results/linear_cpu.json``); Intel Xeon (AVX-512), oneDNN 0.82-0.97x MKL
-    (``results/linear_cpu_intel.json``). Elsewhere (other vendors, no /proc/cpuinfo) torch's own choice stays.
+    Measured by ``benchmarks/bench_linear.py`` at Spikformer-4-384 sizes, one thread: an AMD EPYC with
+    AVX-512, oneDNN 2.2-2.4x MKL (``results/linear_cpu.json``); an AMD EPYC with AVX2 only, 0.73-0.97x
+    (``results/linear_cpu_amd_avx2.json``: both libraries near the core's AVX2 peak); Intel Xeon (AVX-512),
+    0.82-0.97x (``results/linear_cpu_intel.json``). Elsewhere (other vendors, no /proc/cpuinfo) torch's own
+    choice stays.
     """
-    return cpu_vendor() == "AuthenticAMD"
+    return cpu_vendor() == "AuthenticAMD" and "avx512f" in cpu_flags()
 
 
 def _call(x, weight, bias):

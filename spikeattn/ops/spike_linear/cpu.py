@@ -7,7 +7,7 @@ import functools
 
 import torch
 
-from spikeattn.ops._native import host_availability, load_host_library
+from spikeattn.ops._native import cpu_flags, host_availability, load_host_library
 from spikeattn.ops.linear import linear, onednn
 from spikeattn.ops.spike_linear import op as _op  # noqa: F401  (defines the torch.library op)
 
@@ -15,16 +15,18 @@ _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
 # Above this fraction of listed entries (nonzeros, or zeros of mostly-one spikes) a dense GEMM is
 # faster than the gather-sum (M=2048, I=384: near 30% on AVX2 against MKL, 30-40% on AVX-512 against oneDNN).
 MAX_FRACTION = 0.3
-# ... except against MKL (the dense GEMM where oneDNN does not pay off: Intel) with wide inputs: on an
-# Intel Xeon (AVX-512), M=2048, I=1536, O=384 (Spikformer's fc2) gains 1.3-2.1x at 10% but 0.7-1.2x at
-# 20% (two runs, 1 and 2 threads), while I=384 still gains at 30% on one thread
-# (benchmarks/bench_spike_grad.py, results/spike_grad_cpu.json).
+# ... except against MKL with AVX-512 (the dense GEMM where oneDNN does not pay off: Intel) with wide
+# inputs: on an Intel Xeon (AVX-512), M=2048, I=1536, O=384 (Spikformer's fc2) gains 1.3-2.1x at 10% but
+# 0.7-1.2x at 20% (two runs, 1 and 2 threads), while I=384 still gains at 30% on one thread
+# (benchmarks/bench_spike_grad.py, results/spike_grad_cpu.json). Against MKL on AVX2 (an AMD EPYC without
+# AVX-512) fc2 still gains 1.7-2.0x at 30% (results/spike_grad_cpu_amd.json): 30% there.
 MAX_FRACTION_MKL_WIDE, WIDE = 0.15, 512
 
 
 def max_fraction(in_features: int) -> float:
     """The listed fraction above which the weight gradient of ``in_features`` inputs takes the dense GEMM."""
-    return MAX_FRACTION if in_features <= WIDE or onednn.pays_off() else MAX_FRACTION_MKL_WIDE
+    fast_mkl = "avx512f" in cpu_flags() and not onednn.pays_off()
+    return MAX_FRACTION_MKL_WIDE if in_features > WIDE and fast_mkl else MAX_FRACTION
 
 
 is_available = host_availability("spike_linear_host.cpp")  # builds once; False when it cannot be built here

@@ -19,7 +19,7 @@ torch.library.define("spikeattn::spike_linear", "(Tensor x, Tensor weight, Tenso
 
 @torch.library.impl("spikeattn::spike_linear", "CompositeExplicitAutograd")
 def spike_linear_forward(x, weight, bias, is_spikes):
-    # ``linear`` owns the GEMM choice (oneDNN for fp32 on AMD CPUs, MKL on Intel; autograd is off in here).
+    # ``linear`` owns the GEMM choice (oneDNN for fp32 on AVX-512 AMD CPUs, else MKL; autograd is off in here).
     return linear(x, weight, bias)
 
 
