@@ -69,3 +69,11 @@ def resolve_cpu_fp32(backend: str, x: torch.Tensor, arg: str, cpu: ModuleType, o
     if backend == "cpu" and x.dtype != torch.float32:
         raise ValueError(f"backend='cpu' needs fp32 {arg}, got {x.dtype}")
     return resolve(backend, x, arg, {"cpu": cpu}, fast_ok=fast_ok and x.dtype == torch.float32)
+
+
+def resolve_one_dtype(backend: str, x: torch.Tensor, arg: str, others, cpu: ModuleType, min_numel: int) -> str:
+    """``resolve`` for a CPU kernel that takes all its tensors in one dtype on one device: ``auto`` -> ``cpu``
+    where ``x`` is in ``cpu.DTYPES`` with ``min_numel`` or more elements and ``others`` match it, else ``torch``."""
+    fast_ok = (x.dtype in cpu.DTYPES and x.numel() >= min_numel
+               and all(t.dtype == x.dtype and t.device == x.device for t in others))
+    return resolve(backend, x, arg, {"cpu": cpu}, fast_ok=fast_ok)

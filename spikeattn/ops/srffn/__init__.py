@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from spikeattn.ops._backends import resolve
+from spikeattn.ops._backends import resolve_one_dtype
 from spikeattn.ops.relu_square import MIN_FUSED_NUMEL
 from spikeattn.ops.srffn import cpu
 from spikeattn.ops.srffn import op as _op  # noqa: F401  (defines the torch.library ops)
@@ -29,9 +29,7 @@ BACKENDS = {"torch": naive_srffn, "cpu": fused_srffn}
 def resolve_backend(backend: str, xk: torch.Tensor, *others: torch.Tensor) -> str:
     """``auto`` -> ``cpu`` for fp32/fp64 CPU tensors of one dtype and device with ``MIN_FUSED_NUMEL`` or more
     elements in ``xk``, else ``torch``."""
-    fast_ok = (xk.dtype in cpu.DTYPES and xk.numel() >= MIN_FUSED_NUMEL
-               and all(t.dtype == xk.dtype and t.device == xk.device for t in others))
-    return resolve(backend, xk, "xk", {"cpu": cpu}, fast_ok=fast_ok)
+    return resolve_one_dtype(backend, xk, "xk", others, cpu, MIN_FUSED_NUMEL)
 
 
 def srffn(xk: torch.Tensor, xr: torch.Tensor, key_weight: torch.Tensor, receptance_weight: torch.Tensor,
