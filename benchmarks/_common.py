@@ -18,6 +18,7 @@ from typing import Callable
 
 import torch
 
+from spikeattn.ops._native import cpu_flags
 from spikeattn.train.metrics import write_json  # noqa: F401  (the bench scripts write through _common)
 
 
@@ -109,6 +110,8 @@ def environment(packages: tuple[str, ...]) -> dict:
         "python": platform.python_version(),
         "versions": {p: version(p) for p in packages},
         "cpu_model": cpu_model(),
+        # The kernels' speed and the GEMM and gather choices depend on these (AVX-512 or AVX2 only).
+        "cpu_vector_isa": sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"}),
         "cpu_count": os.cpu_count(),
     }
 

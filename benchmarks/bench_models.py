@@ -292,7 +292,7 @@ def _summary(record: dict) -> dict:
     """An earlier record's date, load and per-thread Spikformer medians and speed-ups (its stages and op times dropped)."""
     if "spikformer" not in record:  # already a summary
         return record
-    keep = {k: record[k] for k in ("date", "cpu_model", "load_avg_1min", "repeats") if k in record}
+    keep = {k: record[k] for k in ("date", "cpu_model", "cpu_vector_isa", "load_avg_1min", "repeats") if k in record}
     for n, row in record["spikformer"].items():
         keep[n] = {case: {"ours_ms": row[case]["spikeattn"]["median_ms"], "theirs_ms": row[case]["spikingjelly"]["median_ms"],
                           "speedup": row[case]["speedup"]} for case in ("train_step", "inference")}
