@@ -18,7 +18,6 @@ from typing import Callable
 
 import torch
 
-from spikeattn.ops._native import cpu_flags
 from spikeattn.train.metrics import write_json  # noqa: F401  (the bench scripts write through _common)
 
 
@@ -103,6 +102,17 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def cpu_vector_isa() -> list[str]:
+    """The CPU's vector extensions that the kernels' speed and the GEMM / gather choices depend on (read here,
+    not from the package: the A/B workers import older packages that lack the helper)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
+    return sorted(set(flags) & {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"})
+
+
 def environment(packages: tuple[str, ...]) -> dict:
     """Date, Python, package versions and machine facts for a result file."""
     return {
@@ -110,8 +120,7 @@ def environment(packages: tuple[str, ...]) -> dict:
         "python": platform.python_version(),
         "versions": {p: version(p) for p in packages},
         "cpu_model": cpu_model(),
-        # The kernels' speed and the GEMM and gather choices depend on these (AVX-512 or AVX2 only).
-        "cpu_vector_isa": sorted(cpu_flags() & {"avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_bf16"}),
+        "cpu_vector_isa": cpu_vector_isa(),
         "cpu_count": os.cpu_count(),
     }
 

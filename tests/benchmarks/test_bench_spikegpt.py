@@ -4,6 +4,9 @@ worker processes, one on the git-archived package) writes complete JSON."""
 from __future__ import annotations
 
 import json
+import subprocess
+
+import pytest
 
 
 def test_quick_run(import_bench, tmp_path):
@@ -22,3 +25,14 @@ def test_quick_run(import_bench, tmp_path):
     agreement = data["agreement"]
     assert agreement["spike_count"] > 0 and agreement["spikes_equal"]
     assert agreement["logits_max_abs_diff"] <= 1e-5 * agreement["logits_max_abs"]
+
+
+def test_the_recorded_baseline_still_runs(import_bench, tmp_path):
+    """The workers import benchmarks/ helpers next to an old package: nothing they import may need code newer
+    than the record's baseline commit (a helper imported from the package broke this once)."""
+    bench = import_bench("bench_spikegpt")
+    if subprocess.run(["git", "-C", str(bench.ROOT), "cat-file", "-e", f"{bench.BASELINE}^{{commit}}"]).returncode:
+        pytest.skip(f"this clone does not hold the baseline commit {bench.BASELINE[:10]}")
+    bench.main(["--quick", "--repeats", "1", "--out", str(tmp_path / "g.json")])
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert data["baseline_commit"] == bench.BASELINE and data["agreement"]["spikes_equal"]
