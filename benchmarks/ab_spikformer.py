@@ -81,8 +81,8 @@ def agreement(old: dict, new: dict) -> dict:
 def summary(times: dict) -> dict:
     q = lambda v, f: sorted(v)[int(f * (len(v) - 1))]
     a, b = times["baseline"], times["current"]
-    out = {name: {"median_ms": statistics.median(t), "min_ms": min(t), "p25_ms": q(t, 0.25), "ms_all": [round(v, 1) for v in t]}
-           for name, t in times.items()}
+    out = {name: {"median_ms": statistics.median(t), "min_ms": min(t), "p25_ms": q(t, 0.25),
+                  "ms_all": [round(v, 1) for v in t]} for name, t in times.items()}
     for stat in ("median_ms", "min_ms", "p25_ms"):
         out[f"speedup_{stat[:-3]}"] = out["baseline"][stat] / out["current"][stat]
     out["speedup_paired_median"] = statistics.median(x / y for x, y in zip(a, b))
@@ -102,16 +102,19 @@ def main(argv=None) -> dict:
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
-    argv_worker = ["--worker", "--threads", str(args.threads), "--malloc", args.malloc] + (["--inference"] if args.inference else [])
+    argv_worker = ["--worker", "--threads", str(args.threads), "--malloc", args.malloc]
+    argv_worker += ["--inference"] if args.inference else []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "baseline").mkdir()
         baseline = extract(args.baseline, tmp / "baseline")
         roots = {"baseline": tmp / "baseline", "current": ROOT}
         load = os.getloadavg()[0]
+        def env(root):
+            return {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+
         workers = {name: subprocess.Popen([sys.executable, __file__, *argv_worker], stdin=subprocess.PIPE,
-                                          stdout=subprocess.PIPE, text=True, cwd=root,
-                                          env={**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])})
+                                          stdout=subprocess.PIPE, text=True, cwd=root, env=env(root))
                    for name, root in roots.items()}
 
         def ask(name, cmd):

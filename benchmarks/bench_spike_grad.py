@@ -63,7 +63,8 @@ def conv_row(layer, c, o, hw, density, repeats, n=32):
     listed = conv_cpu.plan(x)[2]
     return {"op": "conv2d", "layer": layer, "shape": f"[{n},{c},{hw},{hw}] -> {o}", "density": density,
             "listed": round(listed, 3), "dense_ms": ms["dense"], "gather_ms": ms["gather"],
-            "speedup": ms["dense"] / ms["gather"], "auto_runs": "gather" if listed <= conv_cpu.max_fraction() else "dense",
+            "speedup": ms["dense"] / ms["gather"],
+            "auto_runs": "gather" if listed <= conv_cpu.max_fraction() else "dense",
             "max_err_rel": float((got.double() - ref).abs().max() / ref.abs().max())}
 
 
