@@ -2,7 +2,8 @@
 
 Conv2d (``spikeattn.ops.spike_conv``): the four spike-fed Conv3x3 layers of Spikformer-4-384's SPS stem
 at batch 8, T=4 (N=32 frames), CIFAR 32x32, at the input densities measured in that benchmark, and a
-sweep of densities around the switch (``spike_conv.cpu.max_fraction()``). Linear
+sweep of densities around the switches (``spike_conv.cpu.route``), each by both routes: the direct
+gather-sum kernel and patches through the Linear kernel. Linear
 (``spikeattn.ops.spike_linear``): the MLP's fc1/fc2 shapes (M=2048 tokens) around the switch
 (``spike_linear.cpu.max_fraction``). Dense = what autograd runs without the ops (a conv's weight-only
 ``convolution_backward`` on the fp32 input; ``grad_y^T @ x`` for the Linear, MKL or oneDNN as ``ops.linear``
@@ -55,17 +56,25 @@ def conv_row(layer, c, o, hw, density, repeats, n=32):
     gen = torch.Generator().manual_seed(0)
     x = (torch.rand(n, c, hw, hw, generator=gen) < density).to(torch.uint8)
     x32, grad_y, size = x.float(), torch.randn(n, o, hw, hw, generator=gen), [o, c, 3, 3]
-    with mock.patch.object(conv_cpu, "max_fraction", lambda: 1.0):  # the kernel itself, whatever the switch says
-        ms = interleaved({"dense": lambda: torch.nn.grad.conv2d_weight(x32, size, grad_y, 1, 1),
-                          "gather": lambda: spike_conv_grad_weight(grad_y, x, size, 1, 1, backend="cpu")}, repeats)
-        got = spike_conv_grad_weight(grad_y, x, size, 1, 1, backend="cpu")
+
+    def route(name):  # that route itself, whatever the switches say
+        def run():
+            with mock.patch.object(conv_cpu, "route", lambda *a: name), \
+                    mock.patch.object(linear_cpu, "max_fraction", lambda _: 1.0):
+                return spike_conv_grad_weight(grad_y, x, size, 1, 1, backend="cpu")
+        return run
+
+    ms = interleaved({"dense": lambda: torch.nn.grad.conv2d_weight(x32, size, grad_y, 1, 1),
+                      "gather": route("direct"), "patches": route("patches")}, repeats)
     ref = torch.nn.grad.conv2d_weight(x32.double(), size, grad_y.double(), 1, 1)
+    err = lambda got: float((got.double() - ref).abs().max() / ref.abs().max())
     listed = conv_cpu.plan(x)[2]
     return {"op": "conv2d", "layer": layer, "shape": f"[{n},{c},{hw},{hw}] -> {o}", "density": density,
             "listed": round(listed, 3), "dense_ms": ms["dense"], "gather_ms": ms["gather"],
-            "speedup": ms["dense"] / ms["gather"],
-            "auto_runs": "gather" if listed <= conv_cpu.max_fraction() else "dense",
-            "max_err_rel": float((got.double() - ref).abs().max() / ref.abs().max())}
+            "speedup": ms["dense"] / ms["gather"], "patches_ms": ms["patches"],
+            "patches_speedup": ms["dense"] / ms["patches"],
+            "auto_runs": conv_cpu.route(listed, o),
+            "max_err_rel": max(err(route("direct")()), err(route("patches")()))}
 
 
 def linear_row(layer, m, i, o, density, repeats):
@@ -89,7 +98,7 @@ def run(threads: int, args) -> list[dict]:
         rows = [conv_row("small", 8, 32, 8, 0.25, 2, n=4), linear_row("small", 256, 64, 128, 0.2, 2)]
     else:
         rows = [conv_row(*s, args.repeats) for s in STEM]
-        rows += [conv_row(name, c, o, hw, d, args.repeats) for name, c, o, hw in SWEEP for d in (0.2, 0.35, 0.5)]
+        rows += [conv_row(name, c, o, hw, d, args.repeats) for name, c, o, hw in SWEEP for d in (0.05, 0.2, 0.3, 0.5)]
         rows += [linear_row(*s, d, args.repeats) for s in LINEAR for d in (0.1, 0.2, 0.25, 0.3)]
     for r in rows:
         r["threads"] = threads
@@ -108,7 +117,9 @@ def main(argv=None):
     print(_common.table(rows, [("op", "op", "s"), ("layer", "layer", "s"), ("shape", "shape", "s"),
                                ("threads", "threads", "d"), ("density", "density", ".2f"), ("listed", "listed", ".2f"),
                                ("dense ms", "dense_ms", ".1f"), ("gather ms", "gather_ms", ".1f"),
-                               ("speed-up", "speedup", ".2f"), ("auto", "auto_runs", "s")]))
+                               ("speed-up", "speedup", ".2f"),
+                               ("patches ms", "patches_ms", ".1f"), ("patches x", "patches_speedup", ".2f"),
+                               ("auto", "auto_runs", "s")]))
     out = args.out or (None if args.quick else RESULTS)
     if out:
         data = {"benchmark": "spike-fed weight gradients: gather-sum kernels vs dense backward",

@@ -11,6 +11,9 @@
 #include <cstdint>
 #include <algorithm>
 #include <vector>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "parallel.h"
 
@@ -31,6 +34,24 @@ struct Columns {
   std::vector<float> val;  // x's values in list order; empty when x is all 0/1
   bool complement = false;  // 0/1 x, mostly ones: the lists hold the zeros, grad = sum_m g - gather-sum
 };
+
+// Bit b set where (p[b] != 0) == keep, for b < len <= 64.
+inline uint64_t column_mask(const uint8_t* __restrict__ p, int64_t len, uint8_t keep) {
+#ifdef __AVX2__
+  if (len == 64) {  // two compares and movemasks instead of 64 shifts and ors (the build's hot loop)
+    const __m256i zero = _mm256_setzero_si256();
+    const uint32_t lo = uint32_t(_mm256_movemask_epi8(
+        _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)), zero)));
+    const uint32_t hi = uint32_t(_mm256_movemask_epi8(
+        _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 32)), zero)));
+    const uint64_t zeros = uint64_t(lo) | uint64_t(hi) << 32;
+    return keep ? ~zeros : zeros;
+  }
+#endif
+  uint64_t mask = 0;
+  for (int64_t b = 0; b < len; ++b) mask |= uint64_t((p[b] != 0) == keep) << b;
+  return mask;
+}
 
 // Threads split x's columns in groups of 64 (one mask word): each column's list is built by one
 // thread, in increasing token order, so the lists do not depend on the thread count.
@@ -83,9 +104,7 @@ Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int n
       for (int64_t m = ch * TC; m < std::min(M, (ch + 1) * TC); ++m) {
         const uint8_t* row = x + m * I;
         for (int64_t i0 = i_lo; i0 < i_hi; i0 += 64) {  // 64 columns at a time: a mask, then its set bits
-          const int64_t len = std::min<int64_t>(64, I - i0);
-          uint64_t mask = 0;
-          for (int64_t b = 0; b < len; ++b) mask |= uint64_t((row[i0 + b] != 0) == keep) << b;
+          uint64_t mask = column_mask(row + i0, std::min<int64_t>(64, I - i0), keep);
           for (; mask; mask &= mask - 1) {
             const int64_t i = i0 + __builtin_ctzll(mask);
             if (!binary) val[start[i] + ps[i]] = float(row[i]);
@@ -108,14 +127,14 @@ inline v8 load8(const float* p) {
   return v;
 }
 
-// grad_W[o0 : o0 + OB, :] for one full block of output features: token chunk outer, input column
-// inner, the column's sums carried in acc_t [I, OB] between chunks (registers within one).
+// grad_W[o0 : o0 + OB, i_lo : i_hi] for one full block of output features: token chunk outer, input
+// column inner, the column's sums carried in acc_t [I, OB] between chunks (registers within one).
 template <bool BINARY>
 void full_block(const float* __restrict__ g, const Columns& c, float* __restrict__ gw, int64_t M, int64_t O,
-                int64_t I, int64_t o0, v8* __restrict__ acc_t, v8* __restrict__ pack) {
+                int64_t I, int64_t o0, int64_t i_lo, int64_t i_hi, v8* __restrict__ acc_t, v8* __restrict__ pack) {
   const float* __restrict__ gb = g + o0;
   const int64_t chunks = (M + TC - 1) / TC;
-  for (int64_t k = 0; k < I * NV; ++k) acc_t[k] = v8{};
+  for (int64_t k = i_lo * NV; k < i_hi * NV; ++k) acc_t[k] = v8{};
   v8 total[NV] = {};  // complement: the sum of every token's row
   if (c.complement)
     for (int64_t m = 0; m < M; ++m)
@@ -129,7 +148,7 @@ void full_block(const float* __restrict__ g, const Columns& c, float* __restrict
     for (int64_t m = m0; m < m1; ++m)
       for (int64_t k = 0; k < NV; ++k) pack[(m - m0) * NV + k] = load8(gb + m * O + 8 * k);
     const float* __restrict__ pb = reinterpret_cast<const float*>(pack) - m0 * OB;
-    for (int64_t i = 0; i < I; ++i) {
+    for (int64_t i = i_lo; i < i_hi; ++i) {
       if (lo[i] == hi[i]) continue;
       v8 acc[NV];
       for (int64_t k = 0; k < NV; ++k) acc[k] = acc_t[i * NV + k];
@@ -148,23 +167,23 @@ void full_block(const float* __restrict__ g, const Columns& c, float* __restrict
     }
   }
   if (c.complement)
-    for (int64_t i = 0; i < I; ++i)
+    for (int64_t i = i_lo; i < i_hi; ++i)
       for (int64_t k = 0; k < NV; ++k) acc_t[i * NV + k] = total[k] - acc_t[i * NV + k];
   for (int64_t k = 0; k < NV; ++k)
     for (int64_t e = 0; e < 8; ++e)
-      for (int64_t i = 0; i < I; ++i) gw[(o0 + 8 * k + e) * I + i] = acc_t[i * NV + k][e];
+      for (int64_t i = i_lo; i < i_hi; ++i) gw[(o0 + 8 * k + e) * I + i] = acc_t[i * NV + k][e];
 }
 
 // The last, narrower block (O not a multiple of OB): plain loops, same summation order.
 void tail_block(const float* __restrict__ g, const Columns& c, float* __restrict__ gw, int64_t M, int64_t O,
-                int64_t I, int64_t o0, int64_t w) {
+                int64_t I, int64_t o0, int64_t w, int64_t i_lo, int64_t i_hi) {
   const bool binary = c.val.empty();
   const int32_t* last = c.bound.data() + ((M + TC - 1) / TC) * I;
   float total[OB] = {};
   if (c.complement)
     for (int64_t m = 0; m < M; ++m)
       for (int64_t k = 0; k < w; ++k) total[k] += g[m * O + o0 + k];
-  for (int64_t i = 0; i < I; ++i) {
+  for (int64_t i = i_lo; i < i_hi; ++i) {
     float acc[OB] = {};
     const int32_t* list = c.idx.data() + c.start[i];
     for (int64_t j = 0; j < last[i]; ++j) {
@@ -186,17 +205,25 @@ extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float*
   const Columns c = build_columns(x, M, I, nthreads);
   const int64_t listed = int64_t(c.idx.size());
   if (double(listed) > max_fraction * double(M) * double(I)) return 0;
+  // Work units: a block of output features times a range of input columns. Few blocks (O = 96,
+  // 192: 2-3 blocks) would leave threads idle or unevenly loaded, so the columns are split too, in
+  // ranges of at least 64; each entry still sums its tokens in the same order (any split, same bits).
   const int64_t blocks = (O + OB - 1) / OB;
-  auto run = [&](int64_t, int64_t b_lo, int64_t b_hi) {
+  const int64_t want = nthreads > 1 ? (4 * nthreads + blocks - 1) / blocks : 1;
+  const int64_t splits = std::max<int64_t>(1, std::min<int64_t>(want, I / 64));
+  const int64_t span = (I + splits - 1) / splits;
+  auto run = [&](int64_t, int64_t u_lo, int64_t u_hi) {
     std::vector<v8> acc_t(I * NV), pack(TC * NV);
-    for (int64_t b = b_lo; b < b_hi; ++b) {
+    for (int64_t u = u_lo; u < u_hi; ++u) {
+      const int64_t b = u / splits, i_lo = (u % splits) * span, i_hi = std::min(I, i_lo + span);
       const int64_t o0 = b * OB, w = std::min(OB, O - o0);
-      if (w < OB) tail_block(g, c, gw, M, O, I, o0, w);
-      else if (c.val.empty()) full_block<true>(g, c, gw, M, O, I, o0, acc_t.data(), pack.data());
-      else full_block<false>(g, c, gw, M, O, I, o0, acc_t.data(), pack.data());
+      if (i_lo >= i_hi) continue;
+      if (w < OB) tail_block(g, c, gw, M, O, I, o0, w, i_lo, i_hi);
+      else if (c.val.empty()) full_block<true>(g, c, gw, M, O, I, o0, i_lo, i_hi, acc_t.data(), pack.data());
+      else full_block<false>(g, c, gw, M, O, I, o0, i_lo, i_hi, acc_t.data(), pack.data());
     }
   };
-  parallel_ranges(blocks, nthreads, run);
+  parallel_ranges(blocks * splits, nthreads, run);
   return 1;
 }
 

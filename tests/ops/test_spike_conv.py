@@ -1,6 +1,7 @@
-"""spike_conv2d and spike_conv_grad_weight: the CPU gather-sum kernel against the fp64 dense reference
-(shapes, strides, padding, dilation, densities, the complement of mostly-one spikes, counts), the same
-bits at 1 and 2 threads, the dense fallback, the op's forward bits and gradients, and bad input.
+"""spike_conv2d and spike_conv_grad_weight: both CPU routes (the direct gather-sum kernel, and patches
+through the Linear's kernel) against the fp64 dense reference (shapes, strides, padding, dilation,
+densities, the complement of mostly-one spikes, counts), the same bits at 1 and 2 threads, the route
+each CPU takes, the dense fallback, the op's forward bits and gradients, and bad input.
 
 Tolerance: the kernel sums each weight-gradient entry in fp32 over up to N*OH*OW terms in a fixed
 order; it must agree with the fp64 result to ``|err| <= 1e-5 * (|ref| + max|ref|)`` (``assert_close``).
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 from torch.nn import functional as F
 
 from spikeattn.ops import spike_conv as sc_ops
-from spikeattn.ops.spike_conv import cpu, spike_conv2d, spike_conv_grad_weight
+from spikeattn.ops.spike_conv import cpu, patches, spike_conv2d, spike_conv_grad_weight
+from spikeattn.ops.spike_linear import cpu as linear_cpu
 from spikeattn.ops.spike_conv.grad_weight import out_size
 from tests.conftest import assert_close, at_threads
 
@@ -29,15 +31,18 @@ def exact(grad_y, x, weight_size, stride, padding, dilation):
 
 
 
-@pytest.fixture
-def kernel_only(monkeypatch):
-    """The kernel at any density, and a failure if the dense fallback runs instead (a spy)."""
-    monkeypatch.setattr(cpu, "max_fraction", lambda: 1.0)
+@pytest.fixture(params=["direct", "patches"])
+def kernel_only(monkeypatch, request):
+    """One route at any density (the Linear kernel's too), and a failure if a dense fallback runs instead."""
+    monkeypatch.setattr(cpu, "route", lambda listed, out_channels: request.param)
+    monkeypatch.setattr(linear_cpu, "max_fraction", lambda in_features: 1.0)
 
     def no_dense(*args):
-        raise AssertionError("the dense fallback ran instead of the kernel")
+        raise AssertionError("a dense fallback ran instead of the kernel")
 
     monkeypatch.setattr(cpu, "naive_spike_conv_grad_weight", no_dense)
+    monkeypatch.setattr(linear_cpu, "linear", no_dense)
+    return request.param
 
 
 def spikes(shape, density, counts, gen):
@@ -106,11 +111,42 @@ def test_dense_above_max_fraction(monkeypatch):
     assert not calls and torch.equal(got, spike_conv_grad_weight(grad_y, x, (4, 3, 3, 3), 1, 1, backend="torch"))
 
 
-@pytest.mark.parametrize("flags, expected", [({"avx2", "avx512f"}, cpu.MAX_FRACTION), ({"avx2", "fma"}, 0.0), (set(), 0.0)])
-def test_the_switch_follows_the_cpu(monkeypatch, flags, expected):
-    """The gather-sum only where it was measured faster than oneDNN's dense backward: AVX-512 CPUs."""
+@pytest.mark.parametrize("flags, listed, out_channels, expected", [
+    ({"avx2", "avx512f"}, 0.35, 96, "direct"), ({"avx2", "avx512f"}, 0.36, 384, "dense"),
+    ({"avx2", "fma"}, 0.05, 384, "patches"), ({"avx2", "fma"}, 0.3, 128, "patches"),
+    ({"avx2", "fma"}, 0.31, 384, "dense"), ({"avx2", "fma"}, 0.05, 96, "dense"), (set(), 0.2, 192, "patches")])
+def test_the_route_follows_the_cpu(monkeypatch, flags, listed, out_channels, expected):
+    """The direct gather-sum where it was measured faster than oneDNN's dense backward (AVX-512 CPUs);
+    without AVX-512, patches through the Linear kernel for 128+ output channels up to 30% listed."""
     monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
-    assert cpu.max_fraction() == expected
+    assert cpu.max_fraction() == (cpu.MAX_FRACTION if "avx512f" in flags else 0.0)
+    assert cpu.route(listed, out_channels) == expected
+
+
+@needs_cpu_kernel
+def test_auto_takes_the_patches_route_without_avx512(monkeypatch):
+    """On an AVX2-only CPU, Spikformer's stage-3 shape at its benchmark density (mostly ones: the
+    complement) runs the Linear kernel on patches, not the direct kernel or torch's backward."""
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    calls = []
+    real = patches.grad_weight
+    monkeypatch.setattr(patches, "grad_weight", lambda *a: calls.append(a[-1]) or real(*a))
+    monkeypatch.setattr(cpu, "_entry", lambda: pytest.fail("the direct kernel ran"))
+    gen = torch.Generator().manual_seed(4)
+    x, grad_y = spikes((2, 12, 16, 16), 0.83, False, gen), torch.randn(2, 128, 16, 16, generator=gen)
+    got = spike_conv_grad_weight(grad_y, x, (128, 12, 3, 3), 1, 1)
+    assert calls == [True]  # complement: the kernel listed the zeros
+    assert_close(got, exact(grad_y, x, (128, 12, 3, 3), 1, 1, 1), RTOL, ATOL)
+
+
+def test_patches_are_im2col():
+    """patches() rows are F.unfold's columns, reordered (tap, channel) -> (channel, tap) by F.unfold."""
+    gen = torch.Generator().manual_seed(6)
+    x = torch.randint(0, 3, (2, 3, 7, 6), generator=gen, dtype=torch.uint8)
+    got = patches.patches(x, [2, 3], [2, 1], [1, 2], [2, 1], [out_size(7, 2, 2, 1, 2), out_size(6, 3, 1, 2, 1)])
+    ref = F.unfold(x.float(), (2, 3), dilation=(2, 1), padding=(1, 2), stride=(2, 1))  # [N, C*KH*KW, L]
+    ref = ref.view(2, 3, 6, -1).permute(0, 3, 2, 1).reshape(got.shape)
+    assert got.dtype == torch.uint8 and torch.equal(got.float(), ref)
 
 
 def test_plan_lists_the_smaller_side():

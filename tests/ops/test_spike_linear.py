@@ -58,12 +58,14 @@ def test_hand_computed_and_complement():
 
 
 @needs_cpu_kernel
+@pytest.mark.parametrize("outputs", [300, 100])
 @pytest.mark.parametrize("kind", ["sparse", "complement", "counts"])
-def test_same_bits_for_any_thread_count(kind):
-    # 1500 x 200 x uint8 (300K entries, 4 groups of 64 columns) and O=300 (5 blocks): the column
-    # lists and the output blocks are both split across threads at 2 threads.
+def test_same_bits_for_any_thread_count(kind, outputs):
+    # 1500 x 200 x uint8 (300K entries, 4 groups of 64 columns: the lists are split across threads) and
+    # O=300 (5 blocks, the last narrow) or O=100 (2 blocks): at 2 threads the work units are blocks times
+    # ranges of input columns (2 and 3 ranges), at 1 thread whole blocks.
     g = torch.Generator().manual_seed(3)
-    grad_y = torch.randn(1500, 300, generator=g)
+    grad_y = torch.randn(1500, outputs, generator=g)
     x = spikes(1500, 200, {"sparse": 0.2, "complement": 0.9, "counts": 0.1}[kind])
     if kind == "counts":
         x = x * torch.randint(1, 256, x.shape, generator=g, dtype=torch.uint8)

@@ -9,6 +9,7 @@ import torch
 
 from spikeattn.ops._native import cpu_flags, host_availability, load_host_library
 from spikeattn.ops.spike_conv import op as _op  # noqa: F401  (defines the torch.library op)
+from spikeattn.ops.spike_conv import patches
 from spikeattn.ops.spike_conv.reference import naive_spike_conv_grad_weight
 
 _P, _I64, _I = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
@@ -18,11 +19,25 @@ MAX_FRACTION = 0.35
 # Without AVX-512 (an AMD EPYC with AVX2) the gather-sum took 1.2-3.3x oneDNN's time at every density
 # measured, 17% to 50% listed (bench_spike_grad.py, results/spike_grad_cpu_amd.json): the dense backward there.
 MAX_FRACTION_AVX2 = 0.0
+# There the patches route (``patches.py``: im2col, then the Linear's gather-sum) wins instead, up to 30%
+# listed with at least 128 output channels: Spikformer's stem stages 2, 3 and rpe gain, stage 1 (96
+# outputs: 1 full block of the Linear kernel's 64 and a narrow tail) loses (bench_spike_grad.py,
+# results/spike_grad_cpu_amd.json).
+PATCHES_MAX_FRACTION, PATCHES_MIN_OUT = 0.3, 128
 
 
 def max_fraction() -> float:
-    """The listed fraction above which the weight gradient takes torch's dense backward on this CPU."""
+    """The listed fraction up to which the direct gather-sum kernel runs on this CPU (0: never)."""
     return MAX_FRACTION if "avx512f" in cpu_flags() else MAX_FRACTION_AVX2
+
+
+def route(listed: float, out_channels: int) -> str:
+    """What computes the fp32 weight gradient here: ``direct``, ``patches`` or ``dense`` (torch's backward)."""
+    if listed <= max_fraction():
+        return "direct"
+    if listed <= PATCHES_MAX_FRACTION and out_channels >= PATCHES_MIN_OUT:
+        return "patches"
+    return "dense"
 
 
 is_available = host_availability("spike_conv_host.cpp")  # builds once; False when it cannot be built here
@@ -56,8 +71,11 @@ def padding(size: int, out: int, k: int, s: int, p: int, d: int) -> tuple[int, i
 @torch.library.impl("spikeattn::spike_conv_grad_weight", "cpu")
 def fused_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation):
     binary, complement, listed = plan(x)
-    if listed > max_fraction() or grad_y.dtype != torch.float32:
+    way = route(listed, weight_size[0]) if grad_y.dtype == torch.float32 else "dense"
+    if way == "dense":
         return naive_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation)
+    if way == "patches":
+        return patches.grad_weight(grad_y, x, list(weight_size), stride, padding_, dilation, complement)
     grad_y, x = grad_y.contiguous(), x.contiguous()  # kept in locals: the C code reads their memory
     (n, c, h, w), (o, _, kh, kw), (oh, ow) = x.shape, weight_size, grad_y.shape[2:]
     top, offh, hp = padding(h, oh, kh, stride[0], padding_[0], dilation[0])
