@@ -74,6 +74,11 @@ def cpu_flags() -> frozenset[str]:
     return frozenset(next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), ()))
 
 
+def has_avx512() -> bool:
+    """Whether the CPU has AVX-512 (``avx512f``): several kernel and GEMM choices were measured to differ on it."""
+    return "avx512f" in cpu_flags()
+
+
 def _cpu_signature() -> str:
     # -march=native: a library built on one CPU must not be loaded on another.
     try:

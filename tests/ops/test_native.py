@@ -23,3 +23,10 @@ def test_lookup_is_cached(monkeypatch):
     for _ in range(5):
         _native.compiler()
     assert calls == []  # same $CXX and $PATH: no new search
+
+
+def test_has_avx512_reads_the_cpu_flags(monkeypatch):
+    monkeypatch.setattr(_native, "cpu_flags", lambda: frozenset({"avx2", "fma", "avx512f", "avx512bw"}))
+    assert _native.has_avx512() is True
+    monkeypatch.setattr(_native, "cpu_flags", lambda: frozenset({"avx2", "fma", "avx512_vnni"}))  # no avx512f
+    assert _native.has_avx512() is False

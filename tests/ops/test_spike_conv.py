@@ -111,15 +111,14 @@ def test_dense_above_max_fraction(monkeypatch):
     assert not calls and torch.equal(got, spike_conv_grad_weight(grad_y, x, (4, 3, 3, 3), 1, 1, backend="torch"))
 
 
-@pytest.mark.parametrize("flags, listed, out_channels, expected", [
-    ({"avx2", "avx512f"}, 0.35, 96, "direct"), ({"avx2", "avx512f"}, 0.36, 384, "dense"),
-    ({"avx2", "fma"}, 0.05, 384, "patches"), ({"avx2", "fma"}, 0.3, 128, "patches"),
-    ({"avx2", "fma"}, 0.31, 384, "dense"), ({"avx2", "fma"}, 0.05, 96, "dense"), (set(), 0.2, 192, "patches")])
-def test_the_route_follows_the_cpu(monkeypatch, flags, listed, out_channels, expected):
+@pytest.mark.parametrize("avx512, listed, out_channels, expected", [
+    (True, 0.35, 96, "direct"), (True, 0.36, 384, "dense"), (False, 0.05, 384, "patches"),
+    (False, 0.3, 128, "patches"), (False, 0.31, 384, "dense"), (False, 0.05, 96, "dense")])
+def test_the_route_follows_the_cpu(monkeypatch, avx512, listed, out_channels, expected):
     """The direct gather-sum where it was measured faster than oneDNN's dense backward (AVX-512 CPUs);
     without AVX-512, patches through the Linear kernel for 128+ output channels up to 30% listed."""
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset(flags))
-    assert cpu.max_fraction() == (cpu.MAX_FRACTION if "avx512f" in flags else 0.0)
+    monkeypatch.setattr(cpu, "has_avx512", lambda: avx512)
+    assert cpu.max_fraction() == (cpu.MAX_FRACTION if avx512 else 0.0)
     assert cpu.route(listed, out_channels) == expected
 
 
@@ -127,7 +126,7 @@ def test_the_route_follows_the_cpu(monkeypatch, flags, listed, out_channels, exp
 def test_auto_takes_the_patches_route_without_avx512(monkeypatch):
     """On an AVX2-only CPU, Spikformer's stage-3 shape at its benchmark density (mostly ones: the
     complement) runs the Linear kernel on patches, not the direct kernel or torch's backward."""
-    monkeypatch.setattr(cpu, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
+    monkeypatch.setattr(cpu, "has_avx512", lambda: False)
     calls = []
     real = patches.grad_weight
     monkeypatch.setattr(patches, "grad_weight", lambda *a: calls.append(a[-1]) or real(*a))

@@ -166,7 +166,7 @@ def test_dense_switch_per_cpu(monkeypatch, onednn, avx512, in_features, expected
     """Against MKL with AVX-512 (Intel) wide inputs go dense above 15% listed entries; against oneDNN, MKL
     on AVX2, or narrow, above 30%."""
     monkeypatch.setattr(sl_ops.cpu.onednn, "pays_off", lambda: onednn)
-    monkeypatch.setattr(sl_ops.cpu, "cpu_flags", lambda: frozenset({"avx2", "avx512f"} if avx512 else {"avx2"}))
+    monkeypatch.setattr(sl_ops.cpu, "has_avx512", lambda: avx512)
     seen = []
     monkeypatch.setattr(sl_ops.cpu, "_entry", lambda: lambda *args: seen.append(args[6]) or 0)  # 0: "go dense"
     grad_y, x = torch.randn(64, 8), spikes(64, in_features, 0.25)

@@ -13,7 +13,7 @@ import functools
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from spikeattn.ops._native import cpu_flags, cpu_vendor
+from spikeattn.ops._native import cpu_vendor, has_avx512
 
 
 @functools.lru_cache(maxsize=None)
@@ -39,7 +39,7 @@ def pays_off() -> bool:
     0.82-0.97x (``results/linear_cpu_intel.json``). Elsewhere (other vendors, no /proc/cpuinfo) torch's own
     choice stays.
     """
-    return cpu_vendor() == "AuthenticAMD" and "avx512f" in cpu_flags()
+    return cpu_vendor() == "AuthenticAMD" and has_avx512()
 
 
 def _call(x, weight, bias):

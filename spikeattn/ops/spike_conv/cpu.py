@@ -7,7 +7,7 @@ import functools
 
 import torch
 
-from spikeattn.ops._native import cpu_flags, host_availability, load_host_library
+from spikeattn.ops._native import has_avx512, host_availability, load_host_library
 from spikeattn.ops.spike_conv import op as _op  # noqa: F401  (defines the torch.library op)
 from spikeattn.ops.spike_conv import patches
 from spikeattn.ops.spike_conv.reference import naive_spike_conv_grad_weight
@@ -28,7 +28,7 @@ PATCHES_MAX_FRACTION, PATCHES_MIN_OUT = 0.3, 128
 
 def max_fraction() -> float:
     """The listed fraction up to which the direct gather-sum kernel runs on this CPU (0: never)."""
-    return MAX_FRACTION if "avx512f" in cpu_flags() else MAX_FRACTION_AVX2
+    return MAX_FRACTION if has_avx512() else MAX_FRACTION_AVX2
 
 
 def route(listed: float, out_channels: int) -> str:

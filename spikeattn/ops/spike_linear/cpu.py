@@ -7,7 +7,7 @@ import functools
 
 import torch
 
-from spikeattn.ops._native import cpu_flags, host_availability, load_host_library
+from spikeattn.ops._native import has_avx512, host_availability, load_host_library
 from spikeattn.ops.linear import linear, onednn
 from spikeattn.ops.spike_linear import op as _op  # noqa: F401  (defines the torch.library op)
 
@@ -25,7 +25,7 @@ MAX_FRACTION_MKL_WIDE, WIDE = 0.15, 512
 
 def max_fraction(in_features: int) -> float:
     """The listed fraction above which the weight gradient of ``in_features`` inputs takes the dense GEMM."""
-    fast_mkl = "avx512f" in cpu_flags() and not onednn.pays_off()
+    fast_mkl = has_avx512() and not onednn.pays_off()
     return MAX_FRACTION_MKL_WIDE if in_features > WIDE and fast_mkl else MAX_FRACTION
 
 
