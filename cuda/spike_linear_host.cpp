@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <algorithm>
+#include <memory>
 #include <vector>
 #ifdef __AVX2__
 #include <immintrin.h>
@@ -30,8 +31,9 @@ constexpr int64_t TC = SA_TOKEN_CHUNK;  // tokens per chunk: the rows of g gathe
 struct Columns {
   std::vector<int64_t> start;
   std::vector<int32_t> bound;  // [chunks + 1, I]
-  std::vector<int32_t> idx;
+  std::unique_ptr<int32_t[]> idx;  // not zero-filled: every entry is written once (tens of MB for a conv's patches)
   std::vector<float> val;  // x's values in list order; empty when x is all 0/1
+  int64_t listed = 0;  // entries in the lists
   bool complement = false;  // 0/1 x, mostly ones: the lists hold the zeros, grad = sum_m g - gather-sum
 };
 
@@ -54,8 +56,9 @@ inline uint64_t column_mask(const uint8_t* __restrict__ p, int64_t len, uint8_t 
 }
 
 // Threads split x's columns in groups of 64 (one mask word): each column's list is built by one
-// thread, in increasing token order, so the lists do not depend on the thread count.
-Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int nthreads) {
+// thread, in increasing token order, so the lists do not depend on the thread count. Past max_listed
+// entries only the count is taken (c.idx stays empty): the caller then runs a dense GEMM.
+Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int64_t max_listed, int nthreads) {
   Columns c;
   const int64_t groups = (I + 63) / 64;
   // Below ~64K entries a thread costs more than it saves.
@@ -87,13 +90,15 @@ Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int n
     c.start[i] = total;
     total += cnt[i];
   }
-  c.idx.resize(total);
+  c.listed = total;
+  if (total > max_listed) return c;
+  c.idx.reset(new int32_t[std::max<int64_t>(total, 1)]);
   const uint8_t keep = c.complement ? 0 : 1;  // list x != 0, or (complement) x == 0
   if (!binary) c.val.resize(total);
   const int64_t chunks = (M + TC - 1) / TC;
   c.bound.assign((chunks + 1) * I, 0);
   std::vector<int32_t> pos(I, 0);
-  int32_t* __restrict__ idx = c.idx.data();
+  int32_t* __restrict__ idx = c.idx.get();
   float* __restrict__ val = c.val.data();
   const int64_t* __restrict__ start = c.start.data();
   int32_t* __restrict__ ps = pos.data();
@@ -152,7 +157,7 @@ void full_block(const float* __restrict__ g, const Columns& c, float* __restrict
       if (lo[i] == hi[i]) continue;
       v8 acc[NV];
       for (int64_t k = 0; k < NV; ++k) acc[k] = acc_t[i * NV + k];
-      const int32_t* __restrict__ list = c.idx.data() + c.start[i];
+      const int32_t* __restrict__ list = c.idx.get() + c.start[i];
       const float* __restrict__ val = BINARY ? nullptr : c.val.data() + c.start[i];
       for (int64_t j = lo[i]; j < hi[i]; ++j) {
         const float* __restrict__ row = pb + int64_t(list[j]) * OB;
@@ -185,7 +190,7 @@ void tail_block(const float* __restrict__ g, const Columns& c, float* __restrict
       for (int64_t k = 0; k < w; ++k) total[k] += g[m * O + o0 + k];
   for (int64_t i = i_lo; i < i_hi; ++i) {
     float acc[OB] = {};
-    const int32_t* list = c.idx.data() + c.start[i];
+    const int32_t* list = c.idx.get() + c.start[i];
     for (int64_t j = 0; j < last[i]; ++j) {
       const float* row = g + int64_t(list[j]) * O + o0;
       const float s = binary ? 1.0f : c.val[c.start[i] + j];
@@ -202,9 +207,9 @@ void tail_block(const float* __restrict__ g, const Columns& c, float* __restrict
 // (the gather-sum then loses to a dense GEMM: the caller runs one), else 1.
 extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float* gw, int64_t M, int64_t O,
                                         int64_t I, double max_fraction, int nthreads) {
-  const Columns c = build_columns(x, M, I, nthreads);
-  const int64_t listed = int64_t(c.idx.size());
-  if (double(listed) > max_fraction * double(M) * double(I)) return 0;
+  const double limit = std::min(max_fraction * double(M) * double(I), double(M) * double(I));
+  const Columns c = build_columns(x, M, I, int64_t(limit), nthreads);
+  if (c.listed > int64_t(limit)) return 0;
   // Work units: a block of output features times a range of input columns. Few blocks (O = 96,
   // 192: 2-3 blocks) would leave threads idle or unevenly loaded, so the columns are split too, in
   // ranges of at least 64; each entry still sums its tokens in the same order (any split, same bits).
