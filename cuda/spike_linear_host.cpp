@@ -123,6 +123,15 @@ Columns build_columns(const uint8_t* __restrict__ x, int64_t M, int64_t I, int64
   return c;
 }
 
+// g: either [M, O] row-major (P = 1, a Linear's output gradient), or [M / P, O, P] (a convolution's output
+// gradient [N, O, OH * OW] as it is, P = OH * OW positions per sample: no transposed copy of it).
+struct Grad {
+  const float* g;
+  int64_t O, P;
+  // Offset of (m, 0); feature o of token m is at base(m) + o * P.
+  int64_t base(int64_t m) const { return P == 1 ? m * O : (m / P) * O * P + m % P; }
+};
+
 typedef float v8 __attribute__((vector_size(32)));  // 8 floats: one AVX register (two SSE ones)
 constexpr int64_t NV = OB / 8;
 
@@ -134,24 +143,39 @@ inline v8 load8(const float* p) {
 
 // grad_W[o0 : o0 + OB, i_lo : i_hi] for one full block of output features: token chunk outer, input
 // column inner, the column's sums carried in acc_t [I, OB] between chunks (registers within one).
+// This chunk's rows of the block, packed contiguous (TC * OB floats, in L1/L2): the gathers then read
+// neighbouring lines instead of rows O floats apart. From [M/P, O, P]: a transpose, one sample's run at a time.
+inline void pack_rows(const Grad& G, int64_t o0, int64_t m0, int64_t m1, v8* __restrict__ pack) {
+  if (G.P == 1) {
+    const float* __restrict__ gb = G.g + o0;
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t k = 0; k < NV; ++k) pack[(m - m0) * NV + k] = load8(gb + m * G.O + 8 * k);
+    return;
+  }
+  float* __restrict__ pf = reinterpret_cast<float*>(pack);
+  for (int64_t m = m0; m < m1;) {
+    const int64_t run = std::min(m1 - m, G.P - m % G.P);  // tokens left in this sample
+    const float* __restrict__ src = G.g + G.base(m) + o0 * G.P;
+    for (int64_t e = 0; e < OB; ++e)
+      for (int64_t q = 0; q < run; ++q) pf[(m - m0 + q) * OB + e] = src[e * G.P + q];
+    m += run;
+  }
+}
+
 template <bool BINARY>
-void full_block(const float* __restrict__ g, const Columns& c, float* __restrict__ gw, int64_t M, int64_t O,
-                int64_t I, int64_t o0, int64_t i_lo, int64_t i_hi, v8* __restrict__ acc_t, v8* __restrict__ pack) {
-  const float* __restrict__ gb = g + o0;
+void full_block(const Grad& G, const Columns& c, float* __restrict__ gw, int64_t M, int64_t I, int64_t o0,
+                int64_t i_lo, int64_t i_hi, v8* __restrict__ acc_t, v8* __restrict__ pack) {
   const int64_t chunks = (M + TC - 1) / TC;
   for (int64_t k = i_lo * NV; k < i_hi * NV; ++k) acc_t[k] = v8{};
-  v8 total[NV] = {};  // complement: the sum of every token's row
-  if (c.complement)
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t k = 0; k < NV; ++k) total[k] += load8(gb + m * O + 8 * k);
+  v8 total[NV] = {};  // complement: the sum of every token's row, in token order
   for (int64_t ch = 0; ch < chunks; ++ch) {
     const int32_t* __restrict__ lo = c.bound.data() + ch * I;
     const int32_t* __restrict__ hi = lo + I;
-    // This chunk's rows of the block, packed contiguous (TC * OB floats, in L1/L2): the gathers
-    // below then read neighbouring lines instead of rows O floats apart.
     const int64_t m0 = ch * TC, m1 = std::min(M, m0 + TC);
-    for (int64_t m = m0; m < m1; ++m)
-      for (int64_t k = 0; k < NV; ++k) pack[(m - m0) * NV + k] = load8(gb + m * O + 8 * k);
+    pack_rows(G, o0, m0, m1, pack);
+    if (c.complement)
+      for (int64_t m = m0; m < m1; ++m)
+        for (int64_t k = 0; k < NV; ++k) total[k] += pack[(m - m0) * NV + k];
     const float* __restrict__ pb = reinterpret_cast<const float*>(pack) - m0 * OB;
     for (int64_t i = i_lo; i < i_hi; ++i) {
       if (lo[i] == hi[i]) continue;
@@ -180,21 +204,22 @@ void full_block(const float* __restrict__ g, const Columns& c, float* __restrict
 }
 
 // The last, narrower block (O not a multiple of OB): plain loops, same summation order.
-void tail_block(const float* __restrict__ g, const Columns& c, float* __restrict__ gw, int64_t M, int64_t O,
-                int64_t I, int64_t o0, int64_t w, int64_t i_lo, int64_t i_hi) {
+void tail_block(const Grad& G, const Columns& c, float* __restrict__ gw, int64_t M, int64_t I, int64_t o0,
+                int64_t w, int64_t i_lo, int64_t i_hi) {
   const bool binary = c.val.empty();
   const int32_t* last = c.bound.data() + ((M + TC - 1) / TC) * I;
+  const int64_t P = G.P;
   float total[OB] = {};
   if (c.complement)
     for (int64_t m = 0; m < M; ++m)
-      for (int64_t k = 0; k < w; ++k) total[k] += g[m * O + o0 + k];
+      for (int64_t k = 0; k < w; ++k) total[k] += G.g[G.base(m) + (o0 + k) * P];
   for (int64_t i = i_lo; i < i_hi; ++i) {
     float acc[OB] = {};
     const int32_t* list = c.idx.get() + c.start[i];
     for (int64_t j = 0; j < last[i]; ++j) {
-      const float* row = g + int64_t(list[j]) * O + o0;
+      const float* row = G.g + G.base(list[j]) + o0 * P;
       const float s = binary ? 1.0f : c.val[c.start[i] + j];
-      for (int64_t k = 0; k < w; ++k) acc[k] += binary ? row[k] : s * row[k];
+      for (int64_t k = 0; k < w; ++k) acc[k] += binary ? row[k * P] : s * row[k * P];
     }
     for (int64_t k = 0; k < w; ++k) gw[(o0 + k) * I + i] = c.complement ? total[k] - acc[k] : acc[k];
   }
@@ -202,11 +227,12 @@ void tail_block(const float* __restrict__ g, const Columns& c, float* __restrict
 
 }  // namespace
 
-// g [M, O] fp32, x [M, I] uint8, gw [O, I] fp32 (written, not accumulated); all contiguous.
-// Returns 0 without writing gw when the lists would hold more than max_fraction of x's entries
-// (the gather-sum then loses to a dense GEMM: the caller runs one), else 1.
+// g fp32 [M, O] (P = 1) or [M / P, O, P], x [M, I] uint8, gw [O, I] fp32 (written, not accumulated); all
+// contiguous. Returns 0 without writing gw when the lists would hold more than max_fraction of x's
+// entries (the gather-sum then loses to a dense GEMM: the caller runs one), else 1.
 extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float* gw, int64_t M, int64_t O,
-                                        int64_t I, double max_fraction, int nthreads) {
+                                        int64_t I, int64_t P, double max_fraction, int nthreads) {
+  const Grad G{g, O, P};
   const double limit = std::min(max_fraction * double(M) * double(I), double(M) * double(I));
   const Columns c = build_columns(x, M, I, int64_t(limit), nthreads);
   if (c.listed > int64_t(limit)) return 0;
@@ -223,9 +249,9 @@ extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float*
       const int64_t b = u / splits, i_lo = (u % splits) * span, i_hi = std::min(I, i_lo + span);
       const int64_t o0 = b * OB, w = std::min(OB, O - o0);
       if (i_lo >= i_hi) continue;
-      if (w < OB) tail_block(g, c, gw, M, O, I, o0, w, i_lo, i_hi);
-      else if (c.val.empty()) full_block<true>(g, c, gw, M, O, I, o0, i_lo, i_hi, acc_t.data(), pack.data());
-      else full_block<false>(g, c, gw, M, O, I, o0, i_lo, i_hi, acc_t.data(), pack.data());
+      if (w < OB) tail_block(G, c, gw, M, I, o0, w, i_lo, i_hi);
+      else if (c.val.empty()) full_block<true>(G, c, gw, M, I, o0, i_lo, i_hi, acc_t.data(), pack.data());
+      else full_block<false>(G, c, gw, M, I, o0, i_lo, i_hi, acc_t.data(), pack.data());
     }
   };
   parallel_ranges(blocks * splits, nthreads, run);

@@ -81,15 +81,18 @@ def test_kernel_matches_fp64_reference(kernel_only, p):
 
 @needs_cpu_kernel
 @pytest.mark.parametrize("kind", ["sparse", "complement", "counts"])
-def test_same_bits_for_any_thread_count(kernel_only, kind):
+@pytest.mark.parametrize("outputs", [40, 150])
+def test_same_bits_for_any_thread_count(kernel_only, kind, outputs):
     gen = torch.Generator().manual_seed(1)
-    # 40 columns: the kernel sums bands of 4 input rows (13 rows: a partial last band); 40 outputs: 2 blocks
+    # 40 columns: the direct kernel sums bands of 4 input rows (13 rows: a partial last band). Patches: 520
+    # positions per sample, so the Linear kernel's token chunks of 128 straddle samples in grad_y's own
+    # layout; 150 outputs: 2 full blocks of 64 and a narrow one, 40: the narrow one only.
     x = spikes((3, 7, 13, 40), {"sparse": 0.25, "complement": 0.8, "counts": 0.2}[kind], kind == "counts", gen)
-    grad_y = torch.randn(3, 40, 13, 40, generator=gen)
-    one, two = (at_threads(n, lambda: spike_conv_grad_weight(grad_y, x, (40, 7, 3, 3), 1, 1, backend="cpu"))
-                for n in (1, 2))
+    grad_y = torch.randn(3, outputs, 13, 40, generator=gen)
+    size = (outputs, 7, 3, 3)
+    one, two = (at_threads(n, lambda: spike_conv_grad_weight(grad_y, x, size, 1, 1, backend="cpu")) for n in (1, 2))
     assert torch.equal(one, two)
-    assert_close(two, exact(grad_y, x, (40, 7, 3, 3), 1, 1, 1), RTOL, ATOL)
+    assert_close(two, exact(grad_y, x, size, 1, 1, 1), RTOL, ATOL)
 
 
 @needs_cpu_kernel

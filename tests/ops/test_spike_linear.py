@@ -168,7 +168,7 @@ def test_dense_switch_per_cpu(monkeypatch, onednn, avx512, in_features, expected
     monkeypatch.setattr(sl_ops.cpu.onednn, "pays_off", lambda: onednn)
     monkeypatch.setattr(sl_ops.cpu, "has_avx512", lambda: avx512)
     seen = []
-    monkeypatch.setattr(sl_ops.cpu, "_entry", lambda: lambda *args: seen.append(args[6]) or 0)  # 0: "go dense"
+    monkeypatch.setattr(sl_ops.cpu, "_entry", lambda: lambda *args: seen.append(args[7]) or 0)  # 0: "go dense"
     grad_y, x = torch.randn(64, 8), spikes(64, in_features, 0.25)
     got = spike_grad_weight(grad_y, x, backend="cpu")
     assert seen == [expected] and sl_ops.cpu.max_fraction(in_features) == expected

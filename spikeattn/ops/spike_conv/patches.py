@@ -1,5 +1,5 @@
 """The spike-fed convolution's weight gradient as a Linear's: unfold the uint8 input into patches, then
-the Linear's gather-sum kernel (``spike_linear``).
+the Linear's gather-sum kernel (``spike_linear``), which reads grad_y in its own layout (no transposed copy).
 
 ``grad_W[o, (r, q, c)] = sum_m grad_y[m, o] * patches[m, (r, q, c)]`` over the output positions m
 (``N * OH * OW`` rows). The Linear kernel stays fast without AVX-512, where the direct gather kernel
@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from spikeattn.ops.spike_linear import op as _linear_op  # noqa: F401  (defines spikeattn::spike_grad_weight)
+from spikeattn.ops.spike_linear.cpu import grad_weight_per_position
 
 
 def patches(x: torch.Tensor, kernel: list[int], stride: list[int], padding: list[int], dilation: list[int],
@@ -41,9 +41,8 @@ def grad_weight(grad_y: torch.Tensor, x: torch.Tensor, weight_size: list[int], s
     """
     (o, c, kh, kw), (oh, ow) = weight_size, grad_y.shape[2:]
     geometry = ([kh, kw], stride, padding, dilation, [oh, ow])
-    rows = grad_y.permute(0, 2, 3, 1).reshape(-1, o)
     cols = patches(1 - x if complement else x, *geometry)
-    grad_w = torch.ops.spikeattn.spike_grad_weight(rows, cols).view(o, kh, kw, c)
+    grad_w = grad_weight_per_position(grad_y.reshape(grad_y.shape[0], o, oh * ow), cols).view(o, kh, kw, c)
     if complement:
         inside = patches(x.new_ones((1, 1, *x.shape[2:])), *geometry).to(grad_y.dtype)  # [OH * OW, KH * KW]
         ones = grad_y.sum(0).reshape(o, oh * ow) @ inside

@@ -35,7 +35,7 @@ is_available = host_availability("spike_linear_host.cpp")  # builds once; False 
 @functools.lru_cache(maxsize=None)
 def _entry():
     fn = load_host_library("spike_linear_host.cpp").sa_spike_grad_weight_f32
-    fn.argtypes = [_P, _P, _P, _I64, _I64, _I64, ctypes.c_double, _I]
+    fn.argtypes = [_P, _P, _P, _I64, _I64, _I64, _I64, ctypes.c_double, _I]
     fn.restype = _I
     return fn
 
@@ -64,6 +64,18 @@ def fused_spike_grad_weight(grad_y, x):
     grad_w = torch.empty((o, i), dtype=grad_y.dtype)
     if grad_w.numel() == 0 or m == 0:
         return grad_w.zero_()
-    done = _entry()(grad_y.data_ptr(), x.data_ptr(), grad_w.data_ptr(), m, o, i, max_fraction(i),
+    done = _entry()(grad_y.data_ptr(), x.data_ptr(), grad_w.data_ptr(), m, o, i, 1, max_fraction(i),
                     torch.get_num_threads())
     return grad_w if done else linear(grad_y.T, x.to(grad_y.dtype).T)  # dense: oneDNN's GEMM where it runs
+
+
+def grad_weight_per_position(grad_y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The gather-sum at any density from a convolution's fp32 ``grad_y [N, O, P]`` as it is (P positions per
+    sample; token ``m`` is sample ``m // P``, position ``m % P``) and uint8 ``x [N * P, I]``: ``[O, I]``."""
+    grad_y, x = grad_y.contiguous(), x.contiguous()  # kept in locals: the C code reads their memory
+    (n, o, p), i = grad_y.shape, x.shape[1]
+    grad_w = torch.empty((o, i), dtype=grad_y.dtype)
+    if grad_w.numel() == 0 or n * p == 0:
+        return grad_w.zero_()
+    _entry()(grad_y.data_ptr(), x.data_ptr(), grad_w.data_ptr(), n * p, o, i, p, 1.0, torch.get_num_threads())
+    return grad_w
