@@ -141,30 +141,37 @@ inline v8 load8(const float* p) {
   return v;
 }
 
-// grad_W[o0 : o0 + OB, i_lo : i_hi] for one full block of output features: token chunk outer, input
-// column inner, the column's sums carried in acc_t [I, OB] between chunks (registers within one).
-// This chunk's rows of the block, packed contiguous (TC * OB floats, in L1/L2): the gathers then read
-// neighbouring lines instead of rows O floats apart. From [M/P, O, P]: a transpose, one sample's run at a time.
-inline void pack_rows(const Grad& G, int64_t o0, int64_t m0, int64_t m1, v8* __restrict__ pack) {
-  if (G.P == 1) {
+// This chunk's rows of the block's w features, packed contiguous (TC * OB floats, in L1/L2; lanes past w
+// zero): the gathers then read neighbouring lines instead of rows O floats apart. From [M/P, O, P]: a
+// transpose, one sample's run at a time.
+inline void pack_rows(const Grad& G, int64_t o0, int64_t w, int64_t m0, int64_t m1, v8* __restrict__ pack) {
+  if (w < OB) std::fill(pack, pack + (m1 - m0) * NV, v8{});
+  if (G.P == 1 && w == OB) {
     const float* __restrict__ gb = G.g + o0;
     for (int64_t m = m0; m < m1; ++m)
       for (int64_t k = 0; k < NV; ++k) pack[(m - m0) * NV + k] = load8(gb + m * G.O + 8 * k);
     return;
   }
   float* __restrict__ pf = reinterpret_cast<float*>(pack);
+  if (G.P == 1) {
+    for (int64_t m = m0; m < m1; ++m) std::copy(G.g + m * G.O + o0, G.g + m * G.O + o0 + w, pf + (m - m0) * OB);
+    return;
+  }
   for (int64_t m = m0; m < m1;) {
     const int64_t run = std::min(m1 - m, G.P - m % G.P);  // tokens left in this sample
     const float* __restrict__ src = G.g + G.base(m) + o0 * G.P;
-    for (int64_t e = 0; e < OB; ++e)
+    for (int64_t e = 0; e < w; ++e)
       for (int64_t q = 0; q < run; ++q) pf[(m - m0 + q) * OB + e] = src[e * G.P + q];
     m += run;
   }
 }
 
+// grad_W[o0 : o0 + w, i_lo : i_hi] for one block of w <= OB output features: token chunk outer, input
+// column inner, the column's sums carried in acc_t [I, OB] between chunks (registers within one). Each
+// entry sums its tokens in increasing order; a narrow last block (w < OB) adds zero lanes past w.
 template <bool BINARY>
-void full_block(const Grad& G, const Columns& c, float* __restrict__ gw, int64_t M, int64_t I, int64_t o0,
-                int64_t i_lo, int64_t i_hi, v8* __restrict__ acc_t, v8* __restrict__ pack) {
+void block(const Grad& G, const Columns& c, float* __restrict__ gw, int64_t M, int64_t I, int64_t o0, int64_t w,
+           int64_t i_lo, int64_t i_hi, v8* __restrict__ acc_t, v8* __restrict__ pack) {
   const int64_t chunks = (M + TC - 1) / TC;
   for (int64_t k = i_lo * NV; k < i_hi * NV; ++k) acc_t[k] = v8{};
   v8 total[NV] = {};  // complement: the sum of every token's row, in token order
@@ -172,7 +179,7 @@ void full_block(const Grad& G, const Columns& c, float* __restrict__ gw, int64_t
     const int32_t* __restrict__ lo = c.bound.data() + ch * I;
     const int32_t* __restrict__ hi = lo + I;
     const int64_t m0 = ch * TC, m1 = std::min(M, m0 + TC);
-    pack_rows(G, o0, m0, m1, pack);
+    pack_rows(G, o0, w, m0, m1, pack);
     if (c.complement)
       for (int64_t m = m0; m < m1; ++m)
         for (int64_t k = 0; k < NV; ++k) total[k] += pack[(m - m0) * NV + k];
@@ -199,30 +206,8 @@ void full_block(const Grad& G, const Columns& c, float* __restrict__ gw, int64_t
     for (int64_t i = i_lo; i < i_hi; ++i)
       for (int64_t k = 0; k < NV; ++k) acc_t[i * NV + k] = total[k] - acc_t[i * NV + k];
   for (int64_t k = 0; k < NV; ++k)
-    for (int64_t e = 0; e < 8; ++e)
+    for (int64_t e = 0; e < 8 && 8 * k + e < w; ++e)
       for (int64_t i = i_lo; i < i_hi; ++i) gw[(o0 + 8 * k + e) * I + i] = acc_t[i * NV + k][e];
-}
-
-// The last, narrower block (O not a multiple of OB): plain loops, same summation order.
-void tail_block(const Grad& G, const Columns& c, float* __restrict__ gw, int64_t M, int64_t I, int64_t o0,
-                int64_t w, int64_t i_lo, int64_t i_hi) {
-  const bool binary = c.val.empty();
-  const int32_t* last = c.bound.data() + ((M + TC - 1) / TC) * I;
-  const int64_t P = G.P;
-  float total[OB] = {};
-  if (c.complement)
-    for (int64_t m = 0; m < M; ++m)
-      for (int64_t k = 0; k < w; ++k) total[k] += G.g[G.base(m) + (o0 + k) * P];
-  for (int64_t i = i_lo; i < i_hi; ++i) {
-    float acc[OB] = {};
-    const int32_t* list = c.idx.get() + c.start[i];
-    for (int64_t j = 0; j < last[i]; ++j) {
-      const float* row = G.g + G.base(list[j]) + o0 * P;
-      const float s = binary ? 1.0f : c.val[c.start[i] + j];
-      for (int64_t k = 0; k < w; ++k) acc[k] += binary ? row[k * P] : s * row[k * P];
-    }
-    for (int64_t k = 0; k < w; ++k) gw[(o0 + k) * I + i] = c.complement ? total[k] - acc[k] : acc[k];
-  }
 }
 
 }  // namespace
@@ -249,9 +234,8 @@ extern "C" int sa_spike_grad_weight_f32(const float* g, const uint8_t* x, float*
       const int64_t b = u / splits, i_lo = (u % splits) * span, i_hi = std::min(I, i_lo + span);
       const int64_t o0 = b * OB, w = std::min(OB, O - o0);
       if (i_lo >= i_hi) continue;
-      if (w < OB) tail_block(G, c, gw, M, I, o0, w, i_lo, i_hi);
-      else if (c.val.empty()) full_block<true>(G, c, gw, M, I, o0, i_lo, i_hi, acc_t.data(), pack.data());
-      else full_block<false>(G, c, gw, M, I, o0, i_lo, i_hi, acc_t.data(), pack.data());
+      if (c.val.empty()) block<true>(G, c, gw, M, I, o0, w, i_lo, i_hi, acc_t.data(), pack.data());
+      else block<false>(G, c, gw, M, I, o0, w, i_lo, i_hi, acc_t.data(), pack.data());
     }
   };
   parallel_ranges(blocks * splits, nthreads, run);
