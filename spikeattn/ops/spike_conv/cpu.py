@@ -20,9 +20,9 @@ MAX_FRACTION = 0.35
 # measured, 17% to 50% listed (bench_spike_grad.py, results/spike_grad_cpu_amd.json): the dense backward there.
 MAX_FRACTION_AVX2 = 0.0
 # There the patches route (``patches.py``: im2col, then the Linear's gather-sum) wins instead, up to 30%
-# listed with at least 128 output channels: Spikformer's stem stages 2, 3 and rpe gain, stage 1 (96
-# outputs: 1 full block of the Linear kernel's 64 and a narrow tail) loses (bench_spike_grad.py,
-# results/spike_grad_cpu_amd.json).
+# listed with at least 128 output channels: Spikformer's stem stages 2, 3 and rpe gain 1.24-1.65x, stage 1
+# (96 outputs: two blocks of the Linear kernel's 64 lanes, a third of them idle) loses, 0.76-0.87x
+# (bench_spike_grad.py, results/spike_grad_cpu_amd.json).
 PATCHES_MAX_FRACTION, PATCHES_MIN_OUT = 0.3, 128
 
 
