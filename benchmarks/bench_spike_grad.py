@@ -73,7 +73,7 @@ def conv_row(layer, c, o, hw, density, repeats, n=32):
             "listed": round(listed, 3), "dense_ms": ms["dense"], "gather_ms": ms["gather"],
             "speedup": ms["dense"] / ms["gather"], "patches_ms": ms["patches"],
             "patches_speedup": ms["dense"] / ms["patches"],
-            "auto_runs": conv_cpu.route(listed, o),
+            "auto_runs": conv_cpu.route(listed, o, n * hw * hw * 9 * c),
             "max_err_rel": max(err(route("direct")()), err(route("patches")()))}
 
 

@@ -34,7 +34,7 @@ def exact(grad_y, x, weight_size, stride, padding, dilation):
 @pytest.fixture(params=["direct", "patches"])
 def kernel_only(monkeypatch, request):
     """One route at any density (the Linear kernel's too), and a failure if a dense fallback runs instead."""
-    monkeypatch.setattr(cpu, "route", lambda listed, out_channels: request.param)
+    monkeypatch.setattr(cpu, "route", lambda *args: request.param)
     monkeypatch.setattr(linear_cpu, "max_fraction", lambda in_features: 1.0)
 
     def no_dense(*args):
@@ -123,6 +123,10 @@ def test_the_route_follows_the_cpu(monkeypatch, avx512, listed, out_channels, ex
     monkeypatch.setattr(cpu, "has_avx512", lambda: avx512)
     assert cpu.max_fraction() == (cpu.MAX_FRACTION if avx512 else 0.0)
     assert cpu.route(listed, out_channels) == expected
+    # Spikformer-4-384's stage 2 (batch 8, T=4) fits the patches' memory; a stem at 224x224, batch 64, not
+    stage2, imagenet = 32 * 32 * 32 * 9 * 96, 64 * 112 * 112 * 9 * 128
+    assert cpu.route(listed, out_channels, stage2) == expected
+    assert cpu.route(listed, out_channels, imagenet) == ("direct" if expected == "direct" else "dense")
 
 
 @needs_cpu_kernel

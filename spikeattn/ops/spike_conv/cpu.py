@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 
 import torch
 
@@ -24,6 +25,9 @@ MAX_FRACTION_AVX2 = 0.0
 # (96 outputs: two blocks of the Linear kernel's 64 lanes, a third of them idle) loses, 0.76-0.87x
 # (bench_spike_grad.py, results/spike_grad_cpu_amd.json).
 PATCHES_MAX_FRACTION, PATCHES_MIN_OUT = 0.3, 128
+# The route's transient memory: 1 byte per patch entry and 4 per listed one (Spikformer-4-384's stage 2 at
+# batch 8, T=4: 55 MB). Above this, e.g. an ImageNet-sized stem, the dense backward runs instead.
+PATCHES_MAX_BYTES = 512 * 2**20
 
 
 def max_fraction() -> float:
@@ -31,11 +35,15 @@ def max_fraction() -> float:
     return MAX_FRACTION if has_avx512() else MAX_FRACTION_AVX2
 
 
-def route(listed: float, out_channels: int) -> str:
-    """What computes the fp32 weight gradient here: ``direct``, ``patches`` or ``dense`` (torch's backward)."""
+def route(listed: float, out_channels: int, patch_entries: int = 0) -> str:
+    """What computes the fp32 weight gradient here: ``direct``, ``patches`` or ``dense`` (torch's backward).
+
+    ``listed``: the fraction of input entries the gather lists; ``patch_entries``: ``N*OH*OW*KH*KW*C``.
+    """
     if listed <= max_fraction():
         return "direct"
-    if listed <= PATCHES_MAX_FRACTION and out_channels >= PATCHES_MIN_OUT:
+    fits = patch_entries * (1 + 4 * listed) <= PATCHES_MAX_BYTES
+    if listed <= PATCHES_MAX_FRACTION and out_channels >= PATCHES_MIN_OUT and fits:
         return "patches"
     return "dense"
 
@@ -71,7 +79,8 @@ def padding(size: int, out: int, k: int, s: int, p: int, d: int) -> tuple[int, i
 @torch.library.impl("spikeattn::spike_conv_grad_weight", "cpu")
 def fused_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation):
     binary, complement, listed = plan(x)
-    way = route(listed, weight_size[0]) if grad_y.dtype == torch.float32 else "dense"
+    entries = grad_y.shape[0] * grad_y.shape[2] * grad_y.shape[3] * math.prod(weight_size[1:])
+    way = route(listed, weight_size[0], entries) if grad_y.dtype == torch.float32 else "dense"
     if way == "dense":
         return naive_spike_conv_grad_weight(grad_y, x, weight_size, stride, padding_, dilation)
     if way == "patches":
