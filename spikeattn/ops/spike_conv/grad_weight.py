@@ -2,8 +2,9 @@
 
 Backends: ``torch`` (torch's dense convolution backward, the oracle) and ``cpu`` (a gather-sum over
 the nonzero inputs: ``nnz(x) * KH * KW * O`` additions instead of ``N * OH * OW * O * C * KH * KW``
-multiply-adds; dense above ``cpu.max_fraction()`` listed inputs: 35% on AVX-512 CPUs, always without
-AVX-512). ``auto`` picks ``cpu`` for fp32 on the CPU.
+multiply-adds). ``cpu.route`` picks how: the direct kernel up to 35% listed inputs on AVX-512 CPUs;
+without AVX-512, patches through the Linear's kernel (``patches.py``) for 128+ outputs up to 30%;
+torch's dense backward otherwise. ``auto`` picks ``cpu`` for fp32 on the CPU.
 """
 
 from __future__ import annotations
